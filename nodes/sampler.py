@@ -1,0 +1,76 @@
+"""STARCaster AR Sampler: chunk-by-chunk generation with progress, previews and cancel."""
+
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.utils
+import torch
+from comfy_api.latest import io
+from PIL import Image
+
+from ..starcaster_core.generate import MAX_CHUNK, MAX_CONTEXT, GenerateSettings, generate
+
+from .types import CATEGORY, CameraTrajectory, SpeechConditioning, StarcasterModel
+
+PREVIEW_SIZE = 256
+
+
+def to_image(chunk: torch.Tensor) -> torch.Tensor:
+    """(K, 3, H, W) in [-1, 1] -> ComfyUI IMAGE (K, H, W, 3) in [0, 1] on the CPU."""
+    return ((chunk.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu()
+
+
+def preview(frame: torch.Tensor) -> tuple[str, Image.Image, int]:
+    """A (3, H, W) frame in [-1, 1] as the ("JPEG", image, size) preview ComfyUI's hook sends."""
+    pixels = (to_image(frame[None])[0].numpy() * 255).round().astype("uint8")
+    return "JPEG", Image.fromarray(pixels).resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.NEAREST), PREVIEW_SIZE
+
+
+class ARSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="STARCasterARSampler",
+            display_name="STARCaster AR Sampler",
+            category=CATEGORY,
+            description="Generates the talking-head video chunk after chunk (KV cache), for audio of any length.",
+            inputs=[
+                StarcasterModel.Input("model"),
+                SpeechConditioning.Input("conditioning"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                io.Int.Input("steps", default=4, min=1, max=100, tooltip="Euler flow steps per chunk"),
+                io.Float.Input("audio_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Classifier-free guidance on the audio (1 = off)"),
+                io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Classifier-free guidance on the identity (1 = off)"),
+                io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK, tooltip="Frames generated per step of the AR loop"),
+                io.Int.Input("context_window", default=16, min=0, max=MAX_CONTEXT,
+                             tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
+                CameraTrajectory.Input("camera", optional=True),
+                io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
+            ],
+            outputs=[io.Image.Output(display_name="images"), io.Float.Output(display_name="fps")],
+        )
+
+    @classmethod
+    def execute(cls, model, conditioning, seed, steps, audio_guidance, identity_guidance, chunk_size,
+                context_window, camera=None, vae=None) -> io.NodeOutput:
+        config = model.module.config
+        if config.space == "latent" and vae is None:
+            raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
+        settings = GenerateSettings(seed, steps, 1.0, audio_guidance, identity_guidance, chunk_size, context_window)
+        n_frames = conditioning.features.n_frames
+        bar = comfy.utils.ProgressBar(n_frames * steps)
+
+        def on_step(info: dict) -> None:
+            done = info["start"] * steps + (info["i"] + 1) * info["denoised"].shape[2]
+            shown = preview(info["denoised"][0, :, 0]) if config.space == "pixel" else None
+            bar.update_absolute(done, preview=shown)
+
+        device = model.load()
+        frames = []
+        with torch.inference_mode():
+            for _, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
+                                     interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
+                frames.append(to_image(chunk) if vae is None else vae.decode(chunk).cpu())  # (K, H, W, 3)
+        return io.NodeOutput(torch.cat(frames), conditioning.features.fps)

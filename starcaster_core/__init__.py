@@ -1,0 +1,1 @@
+"""STARCaster core: pure PyTorch, importable without ComfyUI."""

@@ -1,0 +1,82 @@
+"""What the denoiser is conditioned on, per video and per frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Batched conditioning of a video of T frames.
+
+    identity:       (B, Di) identity embeddings (soft constraint: an embedding, not an image)
+    audio:          (B, T, K, M) a window of K mel frames (M bands) around every video frame
+    camera:         (B, T, 10) per-frame camera features (`camera.pose_features`)
+    motion:         (B, T) motion intensity, 1.0 = as trained
+    audio_strength: (B,) lip-sync strength, scales the audio embedding away from "no audio"
+    use_audio:      (B,) bool; False replaces the audio by the learned "no audio" embedding
+    use_identity:   (B,) bool; False replaces the identity by the learned "no identity" one
+    """
+
+    identity: torch.Tensor
+    audio: torch.Tensor
+    camera: torch.Tensor
+    motion: torch.Tensor
+    audio_strength: torch.Tensor
+    use_audio: torch.Tensor
+    use_identity: torch.Tensor
+
+    @property
+    def frames(self) -> int:
+        return self.audio.shape[1]
+
+    @property
+    def batch(self) -> int:
+        return self.identity.shape[0]
+
+    def frame_slice(self, start: int, end: int) -> Conditioning:
+        """The conditioning of frames [start, end)."""
+        assert 0 <= start < end <= self.frames, f"frames [{start}, {end}) outside 0..{self.frames}"
+        return replace(
+            self, audio=self.audio[:, start:end], camera=self.camera[:, start:end],
+            motion=self.motion[:, start:end],
+        )
+
+    def to(self, device: torch.device, dtype: torch.dtype | None = None) -> Conditioning:
+        def move(x: torch.Tensor) -> torch.Tensor:
+            return x.to(device=device, dtype=dtype if x.is_floating_point() and dtype else x.dtype)
+
+        return Conditioning(**{k: move(v) for k, v in self.__dict__.items()})
+
+    def with_flags(self, use_audio: bool, use_identity: bool) -> Conditioning:
+        """A copy with audio and/or identity switched off (for classifier-free guidance)."""
+        b, dev = self.batch, self.identity.device
+        return replace(
+            self,
+            use_audio=self.use_audio & torch.full((b,), use_audio, device=dev),
+            use_identity=self.use_identity & torch.full((b,), use_identity, device=dev),
+        )
+
+    @staticmethod
+    def cat(items: list[Conditioning]) -> Conditioning:
+        """Concatenate along the batch dimension."""
+        keys = items[0].__dict__.keys()
+        return Conditioning(**{k: torch.cat([c.__dict__[k] for c in items]) for k in keys})
+
+
+def make_conditioning(
+    identity: torch.Tensor, audio: torch.Tensor, camera: torch.Tensor,
+    motion: float | torch.Tensor = 1.0, audio_strength: float = 1.0,
+) -> Conditioning:
+    """Build a batch-1-or-more Conditioning with both audio and identity on."""
+    b, t = audio.shape[:2]
+    dev = audio.device
+    motion_t = torch.as_tensor(motion, dtype=torch.float32, device=dev).expand(b, t).clone()
+    return Conditioning(
+        identity=identity.float(), audio=audio.float(), camera=camera.float(), motion=motion_t,
+        audio_strength=torch.full((b,), float(audio_strength), device=dev),
+        use_audio=torch.ones(b, dtype=torch.bool, device=dev),
+        use_identity=torch.ones(b, dtype=torch.bool, device=dev),
+    )

@@ -1,0 +1,89 @@
+"""Talking-head generation from speech, an identity and a camera path: what the sampler node calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .audio import AudioFeatures
+from .camera import pose_features
+from .conditioning import make_conditioning
+from .flow import timesteps
+from .identity import Identity, check_space
+from .model import STARCaster
+from .sampler import Callback, Guidance, sample_chunks
+
+MAX_CHUNK, MAX_CONTEXT = 64, 256
+
+
+@dataclass(frozen=True)
+class SpeechConditioning:
+    """What the Lip-Sync Conditioning node hands the sampler."""
+
+    features: AudioFeatures
+    identity: Identity
+    lip_sync: float = 1.0  # audio embedding strength (0 = ignore the audio)
+    motion: float = 1.0  # motion intensity (0 = still head, 1 = as trained)
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    seed: int = 0
+    steps: int = 4
+    shift: float = 1.0
+    audio_guidance: float = 1.0
+    identity_guidance: float = 1.0
+    chunk: int = 4
+    context: int = 16
+
+
+def check_settings(settings: GenerateSettings) -> None:
+    """Actionable errors for settings out of range."""
+    if not 1 <= settings.chunk <= MAX_CHUNK:
+        raise ValueError(f"chunk size {settings.chunk} is out of range; use 1 to {MAX_CHUNK} frames (4 is typical)")
+    if not 0 <= settings.context <= MAX_CONTEXT:
+        raise ValueError(f"context window {settings.context} is out of range; use 0 to {MAX_CONTEXT} frames")
+    if settings.steps < 1:
+        raise ValueError(f"steps must be at least 1, got {settings.steps}")
+
+
+def generate(
+    model: STARCaster,
+    speech: SpeechConditioning,
+    camera: torch.Tensor | None,  # (T, 4) yaw, pitch, roll, distance; None = static front view
+    settings: GenerateSettings,
+    *,
+    device: torch.device,
+    callback: Callback | None = None,
+    interrupt: Callable[[], None] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yields (start frame, chunk) with chunks (K, C, H, W) in the model's space; for pixel
+    models that is RGB in [-1, 1]. The video has exactly speech.features.n_frames frames."""
+    check_settings(settings)
+    n_frames = speech.features.n_frames
+    if camera is None:
+        camera = torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
+    if camera.shape != (n_frames, 4):
+        raise ValueError(
+            f"the camera trajectory has {camera.shape[0]} frames but the audio needs {n_frames}; "
+            "connect the audio features to the Camera Trajectory node (or set its frames to match)"
+        )
+    identity = check_space(speech.identity, model)
+    cond = make_conditioning(
+        identity=identity[None],
+        audio=speech.features.features[None],  # (1, T, K, M)
+        camera=pose_features(camera.float())[None],  # (1, T, 10)
+        motion=speech.motion,
+        audio_strength=speech.lip_sync,
+    )
+    generator = torch.Generator().manual_seed(int(settings.seed))
+    chunks = sample_chunks(
+        model.denoiser, cond, timesteps(settings.steps, settings.shift), generator=generator,
+        chunk=settings.chunk, context=settings.context,
+        guidance=Guidance(audio=settings.audio_guidance, identity=settings.identity_guidance),
+        callback=callback, interrupt=interrupt, device=device,
+    )
+    for start, x in chunks:
+        yield start, x[0].transpose(0, 1)  # (C, K, H, W) -> (K, C, H, W)

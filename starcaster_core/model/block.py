@@ -1,0 +1,39 @@
+"""One transformer block with per-frame adaLN-Zero conditioning."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import Attention
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, ops) -> None:
+        super().__init__()
+        self.norm1 = ops.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads, ops)
+        self.norm2 = ops.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(ops.Linear(dim, hidden), nn.GELU(approximate="tanh"), ops.Linear(hidden, dim))
+        self.sink_norm = ops.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.ada = ops.Linear(dim, 6 * dim)  # per-frame shift/scale/gate, zero-initialised
+
+    def sink_kv(self, sink_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values of the identity sink tokens (B, S, D) -> (B, H, S, Dh) each."""
+        _, k, v = self.attn.project(self.sink_norm(sink_tokens))
+        return k, v
+
+    def forward(self, x, cond, rope, sink, past, mask):
+        """x: (B, T * N, D) tokens of T frames; cond: (B, T, D) per-frame conditioning."""
+        per_frame = x.shape[1] // cond.shape[1]  # N tokens per frame
+        mod = self.ada(cond).repeat_interleave(per_frame, dim=1)  # (B, T, 6D) -> (B, T * N, 6D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # 6 x (B, L, D)
+        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), rope, sink, past, mask)
+        x = x + gate1 * h
+        x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x, kv

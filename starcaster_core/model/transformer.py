@@ -1,0 +1,160 @@
+"""The STARCaster denoiser: a spatio-temporal transformer over video [B, C, T, H, W].
+
+Every frame is patchified into N tokens; attention runs over all tokens of all frames with a
+block-causal rule in time (a frame sees its own chunk and earlier frames, never later ones).
+Training passes a whole clip; the autoregressive sampler passes one chunk plus a `KVCache` of
+the clean frames before it. Both go through this one forward.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ..conditioning import Conditioning
+from ..config import ModelConfig
+from .attention import SINK_FRAME, block_causal_mask
+from .block import Block, modulate
+from .embeddings import rotary_angles, sinusoidal, spatial_table
+from .kv_cache import KVCache
+
+TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
+
+
+def mlp(ops, d_in: int, d: int) -> nn.Sequential:
+    return nn.Sequential(ops.Linear(d_in, d), nn.SiLU(), ops.Linear(d, d))
+
+
+class STARCasterDenoiser(nn.Module):
+    """Predicts the clean video x0 from a noisy one; see `ModelConfig` for the sizes.
+
+    `operations` is a namespace of layer classes (Linear, LayerNorm, Conv2d, GroupNorm): plain
+    torch by default; ComfyUI's loader passes `comfy.ops` so weights offload like its own models.
+    """
+
+    def __init__(self, config: ModelConfig, operations=TORCH_OPS) -> None:
+        super().__init__()
+        cfg, ops, d = config, operations, config.dim
+        self.config = cfg
+        self.patch_embed = ops.Linear(cfg.patch * cfg.patch * cfg.channels, d)
+        grid_h, grid_w = cfg.height // cfg.patch, cfg.width // cfg.patch
+        self.register_buffer("spatial", spatial_table(grid_h, grid_w, d), persistent=False)  # (N, D)
+        self.time_embed = mlp(ops, 256, d)
+        self.audio_embed = mlp(ops, cfg.audio_window * cfg.audio_mels, d)
+        self.camera_embed = mlp(ops, cfg.camera_dim, d)
+        self.motion_embed = mlp(ops, 64, d)
+        self.identity_embed = mlp(ops, cfg.identity_dim, d)
+        self.identity_sink = ops.Linear(cfg.identity_dim, cfg.identity_tokens * d)
+        self.audio_null = nn.Parameter(torch.zeros(d))
+        self.identity_null = nn.Parameter(torch.zeros(d))
+        self.sink_null = nn.Parameter(torch.zeros(cfg.identity_tokens, d))
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, ops) for _ in range(cfg.depth))
+        self.final_norm = ops.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_ada = ops.Linear(d, 2 * d)
+        self.out = ops.Linear(d, cfg.patch * cfg.patch * cfg.channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier linears; adaLN-Zero: every block's modulation and the output start at zero,
+        so an untrained block is the identity and an untrained model predicts x0 = 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for blk in self.blocks:
+            nn.init.zeros_(blk.ada.weight)
+            nn.init.zeros_(blk.ada.bias)
+        for m in (self.final_ada, self.out):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+        nn.init.normal_(self.sink_null, std=0.02)
+
+    def new_cache(self, window: int | None) -> KVCache:
+        return KVCache(self.config.depth, self.config.tokens_per_frame, window)
+
+    def frame_conditioning(self, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Per-frame conditioning vector: (B, T, D). All signals are joined here, by addition."""
+        audio = self.audio_embed(rearrange(cond.audio, "b t k m -> b t (k m)"))  # (B, T, D)
+        strength = cond.audio_strength[:, None, None]
+        audio = self.audio_null + strength * (audio - self.audio_null)
+        audio = torch.where(cond.use_audio[:, None, None], audio, self.audio_null.expand_as(audio))
+        ident = self.identity_embed(cond.identity)  # (B, D)
+        ident = torch.where(cond.use_identity[:, None], ident, self.identity_null.expand_as(ident))
+        return (
+            self.time_embed(sinusoidal(t * 1000.0, 256))  # (B, T, D)
+            + audio
+            + self.camera_embed(cond.camera)
+            + self.motion_embed(sinusoidal(cond.motion * 100.0, 64))
+            + ident[:, None, :]
+        )
+
+    def sink_tokens(self, cond: Conditioning) -> torch.Tensor:
+        """Identity sink tokens: (B, S, D)."""
+        b, s = cond.batch, self.config.identity_tokens
+        sink = self.identity_sink(cond.identity).view(b, s, -1)  # (B, S * D) -> (B, S, D)
+        return torch.where(cond.use_identity[:, None, None], sink, self.sink_null.expand_as(sink))
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, C, T, H, W) noisy video x_t
+        t: torch.Tensor,  # (B, T) noise level of every frame, 1 = pure noise, 0 = clean
+        cond: Conditioning,  # conditioning of these T frames
+        *,
+        frame_offset: int = 0,  # global index of x's first frame (rotary time, chunking)
+        cache: KVCache | None = None,  # clean context before frame_offset; read-only here...
+        write_cache: bool = False,  # ...unless this pass should append these frames to it
+        block: int | None = None,  # chunk length of the block-causal rule (default config.chunk)
+        window: int | None = None,  # rolling window in frames (None: the whole past)
+    ) -> torch.Tensor:
+        """Returns the model's estimate of the clean video x0: (B, C, T, H, W), float32."""
+        cfg = self.config
+        b, c, n_frames, h, w = x.shape
+        assert (c, h, w) == (cfg.channels, cfg.height, cfg.width), (
+            f"model expects [B, {cfg.channels}, T, {cfg.height}, {cfg.width}], got {tuple(x.shape)}"
+        )
+        assert t.shape == (b, n_frames), f"t must be (B, T) = {(b, n_frames)}, got {tuple(t.shape)}"
+        dtype, dev = self.patch_embed.weight.dtype, x.device
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            dtype = torch.float32  # stored in a storage-only dtype (fp8): compute in fp32
+        cond = cond.to(dev, dtype)
+        per_frame, p = cfg.tokens_per_frame, cfg.patch
+
+        # 1. tokens of every frame, with the fixed spatial table
+        tokens = rearrange(x.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
+        tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
+        tokens = rearrange(tokens, "b t n d -> b (t n) d")  # (B, L, D), L = T * N
+
+        # 2. per-frame conditioning (B, T, D) and the identity sink (B, S, D)
+        frame_cond = self.frame_conditioning(t.to(dtype), cond)
+        sink = self.sink_tokens(cond)
+
+        # 3. block-causal mask and temporal rotary angles from global frame indices
+        frames = torch.arange(frame_offset, frame_offset + n_frames, device=dev)
+        q_frames = frames.repeat_interleave(per_frame)  # (L,)
+        sink_frames = torch.full((cfg.identity_tokens,), SINK_FRAME, device=dev)
+        past_frames = cache.token_frames(dev) if cache is not None else q_frames[:0]
+        k_frames = torch.cat([sink_frames, past_frames, q_frames])  # (S + Lc + L,)
+        mask = block_causal_mask(q_frames, k_frames, block or cfg.chunk, window)
+        rope = rotary_angles(q_frames, cfg.dim // cfg.heads)
+
+        # 4. the blocks; a cache-writing pass stages every block's new keys/values
+        for i, blk in enumerate(self.blocks):
+            past = cache.layer(i) if cache is not None else None
+            tokens, kv = blk(tokens, frame_cond, rope, blk.sink_kv(sink), past, mask)
+            if write_cache:
+                cache.append(i, *kv)
+        if write_cache:
+            cache.commit(frames)
+
+        # 5. per-frame final modulation and un-patchify
+        shift, scale = self.final_ada(frame_cond).repeat_interleave(per_frame, dim=1).chunk(2, dim=-1)
+        out = self.out(modulate(self.final_norm(tokens), shift, scale))  # (B, L, p * p * C)
+        out = rearrange(
+            out, "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
+        ).float()
+        if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
+            out = x.float() - t.float()[:, None, :, None, None] * out
+        return out
