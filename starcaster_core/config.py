@@ -26,12 +26,12 @@ class ModelConfig:
     width: int = 64  # W of that tensor
     vae_scale: int = 1  # pixels per latent cell (8 for SD/Flux-style VAEs, 1 in pixel space)
     patch: int = 8  # square patch size; tokens per frame = (H / patch) * (W / patch)
-    dim: int = 192  # transformer width
+    dim: int = 128  # transformer width
     depth: int = 6  # transformer blocks
-    heads: int = 6  # attention heads (dim % heads == 0)
+    heads: int = 4  # attention heads (dim % heads == 0)
     mlp_ratio: float = 4.0
     chunk: int = 4  # frames per autoregressive chunk at training time
-    context_frames: int = 16  # rolling KV window, in frames, used by default at inference
+    context_frames: int = 8  # rolling KV window, in frames, used by default at inference
     identity_dim: int = 32  # size of an identity embedding
     identity_tokens: int = 4  # permanent "sink" tokens made from the identity embedding
     audio_mels: int = 32  # mel bands of the audio features
@@ -91,7 +91,7 @@ PRESETS: dict[str, ModelConfig] = {
     # Unit-test size: 2 layers, width 64.
     "tiny": ModelConfig(
         name="tiny", height=16, width=16, patch=4, dim=64, depth=2, heads=4, chunk=2,
-        context_frames=4, identity_dim=8, identity_tokens=2, audio_mels=8, audio_window=4,
+        context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16,
     ),
 }

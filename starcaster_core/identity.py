@@ -110,9 +110,11 @@ def mix(a: Identity, b: Identity, weight: float) -> Identity:
 
 
 def random_identity(model: STARCaster, seed: int) -> Identity:
-    """A new identity drawn from the model's identity prior, a standard normal."""
+    """A new identity drawn from the model's identity prior (a diagonal Gaussian fitted to the
+    identities it was trained on)."""
     g = torch.Generator().manual_seed(int(seed))
-    emb = torch.randn(model.config.identity_dim, generator=g)
+    z = torch.randn(model.config.identity_dim, generator=g)
+    emb = model.identity_mean.float().cpu() + model.identity_std.float().cpu() * z
     return Identity(emb, space_id(model), f"random seed {seed}")
 
 

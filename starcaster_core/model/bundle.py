@@ -1,7 +1,8 @@
-"""Everything one checkpoint holds: the denoiser and the identity encoder of one config."""
+"""Everything one checkpoint holds: the denoiser, the identity encoder and the identity prior."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..config import ModelConfig
@@ -15,3 +16,7 @@ class STARCaster(nn.Module):
         self.config = config
         self.denoiser = STARCasterDenoiser(config, operations)
         self.identity_encoder = IdentityEncoder(config, operations)
+        # Per-dimension mean/std of the training identities: random identities are drawn from
+        # this diagonal Gaussian, so they look like people the model has seen.
+        self.register_buffer("identity_mean", torch.zeros(config.identity_dim))
+        self.register_buffer("identity_std", torch.ones(config.identity_dim))

@@ -84,10 +84,10 @@ class STARCasterDenoiser(nn.Module):
         ident = self.identity_embed(cond.identity)  # (B, D)
         ident = torch.where(cond.use_identity[:, None], ident, self.identity_null.expand_as(ident))
         return (
-            self.time_embed(sinusoidal(t * 1000.0, 256))  # (B, T, D)
+            self.time_embed(sinusoidal(t * 1000.0, 256).to(t.dtype))  # (B, T, D)
             + audio
             + self.camera_embed(cond.camera)
-            + self.motion_embed(sinusoidal(cond.motion * 100.0, 64))
+            + self.motion_embed(sinusoidal(cond.motion * 100.0, 64).to(t.dtype))
             + ident[:, None, :]
         )
 

@@ -1,0 +1,142 @@
+"""The evaluation metrics: pure functions on tensors (no model, no meters, no I/O).
+
+Conventions: frames (T, 3, H, W) in 0..1; angles in degrees; camera (T, 4) =
+(yaw, pitch, roll, distance) as in ``camera.py``; head pose / view (T, 3) = (yaw, pitch, roll).
+
+=====================  =====================================================================
+metric                 definition (better is)
+=====================  =====================================================================
+lipsync_r              Pearson r of the mouth opening measured on the frames and the opening
+                       the lip-sync rule derives from the audio (higher; 1 = perfect)
+view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured head-relative
+                       view vs requested camera (lower). Valid for a still head (motion 0):
+                       a moving head adds its own pose to the view it shows
+identity_distance      mean over frames of the RMS difference between the identity read from
+                       a frame and the target identity, optionally per-dimension scaled (lower)
+pose_diversity_deg     mean over yaw / pitch / roll of the std over time of the head pose
+                       (higher = livelier; a reference-locked head scores ~0)
+frechet_distance       Frechet distance of Gaussians fitted to two feature sets (lower)
+continuity_ratio       mean frame-to-frame change across chunk boundaries / the same within
+                       chunks (1.0 = seamless; > 1 = visible seams)
+drift_ratio            quality of the last window / quality of the first (1.0 = no drift);
+                       see ``window_quality`` for the per-window quality
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
+SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two (T,) tracks; 0.0 when either is constant (undefined r)."""
+    a, b = a.double().flatten(), b.double().flatten()
+    assert a.shape == b.shape, f"tracks differ in length: {a.shape[0]} vs {b.shape[0]}"
+    if a.numel() < 2 or a.std() < FLAT_STD or b.std() < FLAT_STD:
+        return 0.0
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def lipsync_r(measured_opening: torch.Tensor, gt_opening: torch.Tensor) -> float:
+    """(T,) measured mouth opening vs (T,) ground-truth opening from the audio -> Pearson r."""
+    return pearson(measured_opening, gt_opening)
+
+
+def angle_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a - b wrapped to [-180, 180) degrees."""
+    return torch.remainder(a - b + 180.0, 360.0) - 180.0
+
+
+def view_error_deg(measured_view: torch.Tensor, requested_camera: torch.Tensor) -> float:
+    """Mean absolute yaw/pitch error (degrees) of measured views (T, 3) vs the camera (T, 4 or 3)."""
+    assert measured_view.shape[0] == requested_camera.shape[0], "one camera row per measured frame"
+    err = angle_diff(measured_view[:, :2].double(), requested_camera[:, :2].double()).abs()  # (T, 2)
+    return float(err.mean())
+
+
+def identity_distance(measured: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | None = None) -> float:
+    """Mean over frames of the RMS of (measured (T, D) - target (D,)) / scale (D,)."""
+    diff = measured.double() - target.double().view(1, -1)  # (T, D)
+    if scale is not None:
+        diff = diff / scale.double().clamp(min=1e-6).view(1, -1)
+    return float(diff.pow(2).mean(dim=1).sqrt().mean())
+
+
+def pose_diversity(head_pose: torch.Tensor) -> float:
+    """Mean over the three angles of the std over time of a (T, 3) head pose, degrees."""
+    if head_pose.shape[0] < 2:
+        return 0.0
+    return float(head_pose.double().std(dim=0).mean())
+
+
+def _sqrtm_psd(mat: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(mat)
+    return (vecs * vals.clamp(min=0.0).sqrt()) @ vecs.T
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to (N, F) and (M, F) features (N, M >= 2):
+
+    |mu_a - mu_b|^2 + tr(C_a) + tr(C_b) - 2 tr((C_a^1/2 C_b C_a^1/2)^1/2), in float64 with
+    symmetric eigendecompositions (exact for PSD covariances, no complex sqrtm).
+    """
+    a, b = feats_a.double(), feats_b.double()
+    assert a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[1], "features must be (N, F) and (M, F)"
+    assert a.shape[0] >= 2 and b.shape[0] >= 2, "need at least two samples per set"
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)  # (F, F)
+    root_a = _sqrtm_psd(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp(min=0.0).sqrt().sum()
+    fd = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2.0 * cross
+    return float(fd.clamp(min=0.0))
+
+
+def frame_changes(frames: torch.Tensor) -> torch.Tensor:
+    """(T, C, H, W) -> (T - 1,) mean absolute change from frame t to t + 1."""
+    return (frames[1:].float() - frames[:-1].float()).abs().flatten(1).mean(1)
+
+
+def continuity_ratio(frames: torch.Tensor, chunk: int, eps: float = 1e-6) -> float:
+    """Mean change across chunk boundaries (frame k*chunk - 1 -> k*chunk) / mean change within chunks.
+
+    1.0 means the seams are invisible; a perfectly static video scores 1.0 (0 / 0 -> 1).
+    """
+    assert chunk >= 1, "chunk must be >= 1"
+    d = frame_changes(frames)  # (T - 1,): d[i] is the change into frame i + 1
+    into = torch.arange(1, frames.shape[0])
+    seam = into % chunk == 0
+    if not bool(seam.any()) or bool(seam.all()):
+        return 1.0  # one chunk only (or chunk 1): there is nothing to compare
+    return float((d[seam].mean() + eps) / (d[~seam].mean() + eps))
+
+
+def window_quality(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: float,
+                   measured_mouth: torch.Tensor, gt_mouth: torch.Tensor) -> float:
+    """Quality in (0, 1] of one window of frames: fidelity x sync.
+
+    fidelity = exp(-FD(gen, ref) / fd_scale): the Frechet distance of the window's features to
+        the ground truth's features over the same window, in units of ``fd_scale`` (a reference
+        distance for "clearly wrong frames", chosen by the caller).
+    sync = max(lip-sync r of the window, 0.01), or 1.0 when the ground-truth mouth is (almost)
+        still in the window (silence leaves r undefined).
+    """
+    fidelity = math.exp(-frechet_distance(gen_feats, ref_feats) / max(fd_scale, 1e-9))
+    sync = 1.0 if float(gt_mouth.std()) < SILENT_STD else max(lipsync_r(measured_mouth, gt_mouth), 0.01)
+    return fidelity * sync
+
+
+def drift_ratio(early_quality: float, late_quality: float) -> float:
+    """Late / early quality (both in (0, 1]); 1.0 = the end is as good as the start."""
+    return float(late_quality / max(early_quality, 1e-9))
+
+
+def drift_windows(n_frames: int, window: int) -> tuple[slice, slice]:
+    """The first and last ``window`` frames (each at most a third of the clip, at least 2 frames)."""
+    w = max(2, min(window, n_frames // 3))
+    return slice(0, w), slice(n_frames - w, n_frames)

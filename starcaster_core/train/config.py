@@ -1,0 +1,61 @@
+"""Training configuration: one frozen dataclass, set from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+Stage = Literal["motion", "sync", "views"]
+STAGES: tuple[Stage, ...] = ("motion", "sync", "views")
+Precision = Literal["fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "demo"
+    data: str = "data/world"  # shards written by `python -m starcaster_core.synthetic` (or your own)
+    out: str = "runs/demo"
+    motion_steps: int = 1200  # stage 1: identity-aware motion (audio mostly dropped)
+    sync_steps: int = 1500  # stage 2: audio sync with the lip-reading loss
+    views_steps: int = 900  # stage 3: orbit sequences as videos, mixed with talking clips
+    lip_reader_steps: int = 800  # the lip reader is trained (then frozen) before stage 2
+    batch: int = 8
+    clip_frames: int = 16  # longer than the default inference context + chunk (8 + 4)
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    identity_noise: float = 0.15  # std of the noise on the identity, in units of the prior std
+    identity_dropout: float = 0.1
+    audio_dropout_motion: float = 0.7  # stage 1 learns motion mostly without the audio
+    audio_dropout: float = 0.1
+    clean_context: float = 0.5  # share of clips whose early chunks are (almost) clean, as at inference
+    self_forcing: float = 0.3  # share of clips whose context is the model's own estimate (stage 2+)
+    lip_weight: float = 0.5
+    encoder_weight: float = 1.0
+    orbit_share: float = 0.4  # share of orbit clips in stage 3 batches
+    precision: Precision = "bf16"
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 250
+    threads: int = 0  # torch threads per process (0: torch's default)
+    save_every_rank: int = 0  # 1: every process also saves <stage>.rank<r>.safetensors (DDP checks)
+    until: Stage = "views"  # train up to the end of this stage
+
+    def stage_end(self, stage: Stage) -> int:
+        ends = {"motion": self.motion_steps, "sync": self.motion_steps + self.sync_steps}
+        return ends.get(stage, self.total_steps)
+
+    def stage_of(self, step: int) -> Stage:
+        if step < self.motion_steps:
+            return "motion"
+        return "sync" if step < self.motion_steps + self.sync_steps else "views"
+
+    @property
+    def total_steps(self) -> int:
+        return self.motion_steps + self.sync_steps + self.views_steps
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)

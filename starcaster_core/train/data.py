@@ -1,0 +1,112 @@
+"""Training clips in memory, sampled as random windows: one interface for any dataset.
+
+A dataset is a directory of safetensors shards (see `starcaster_core.synthetic.shards`): per
+sequence `frames` uint8 (T, 3, H, W), `audio` int16 PCM, `camera` (T, 4) and optionally
+`identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4). Real footage converted to
+that layout trains the same way (without `identity`, the encoder is trained end to end).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..audio import audio_features
+from ..config import ModelConfig
+from ..synthetic.shards import ShardDataset
+
+log = logging.getLogger(__name__)
+OPTIONAL = ("identity", "pose", "mouth", "mouth_box")
+
+
+@dataclass
+class Sequences:
+    """Whole sequences of one kind, stacked (all of one length)."""
+
+    frames: torch.Tensor  # (N, T, 3, H, W) uint8
+    audio: torch.Tensor  # (N, T, K, M) features
+    camera: torch.Tensor  # (N, T, 4)
+    talking: bool
+    extra: dict[str, torch.Tensor]  # OPTIONAL keys present in the data
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+
+def load_sequences(root: str | Path, config: ModelConfig) -> Sequences:
+    data = ShardDataset(root, float_frames=False)
+    talking = data.index.get("kind", "talking") == "talking"
+    frames, feats, cams, extra = [], [], [], {k: [] for k in OPTIONAL}
+    for item in data:
+        frames.append(item["frames"])
+        n = item["frames"].shape[0]
+        wav = item["audio"].float()
+        f = audio_features(wav.numpy(), int(item["sample_rate"]), float(item["fps"]), config).features
+        assert f.shape[0] >= n, f"{root}: audio covers {f.shape[0]} frames, video has {n}"
+        feats.append(f[:n])  # the clip's audio spans its frames (a last partial frame is cut)
+        cams.append(item["camera"].float())
+        for k in OPTIONAL:
+            if k in item:
+                extra[k].append(item[k].float())
+    extra = {k: torch.stack(v) for k, v in extra.items() if len(v) == len(frames)}
+    log.info("loaded %d %s sequences from %s", len(frames), "talking" if talking else "orbit", root)
+    return Sequences(torch.stack(frames), torch.stack(feats), torch.stack(cams), talking, extra)
+
+
+class ClipSampler:
+    """Random windows of `clip_frames` frames from talking and (optionally) orbit sequences."""
+
+    def __init__(self, talking: Sequences, orbit: Sequences | None, config: ModelConfig, clip_frames: int):
+        self.talking, self.orbit, self.config, self.clip_frames = talking, orbit, config, clip_frames
+        size = (config.height, config.width)
+        for seqs in (talking, orbit):
+            if seqs is not None:
+                assert tuple(seqs.frames.shape[-2:]) == size, f"data frames {tuple(seqs.frames.shape[-2:])} != {size}"
+                assert seqs.frames.shape[1] >= clip_frames, "sequences shorter than the training clip"
+
+    @property
+    def pose_ref(self) -> float:
+        """Typical head-pose spread (degrees) of a talking window: motion intensity 1.0."""
+        pose = self.talking.extra.get("pose")
+        if pose is None:
+            return 1.0
+        return float(pose[:, : self.clip_frames].std(dim=1).mean(dim=1).median().clamp(min=0.1))
+
+    def identity_stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        ids = self.talking.extra.get("identity")
+        if ids is None:
+            return None
+        return ids.mean(0), ids.std(0).clamp(min=0.05)
+
+    def _take(self, seqs: Sequences, n: int, g: torch.Generator) -> dict:
+        idx = torch.randint(len(seqs), (n,), generator=g)
+        start = torch.randint(seqs.frames.shape[1] - self.clip_frames + 1, (n,), generator=g)
+        win = start[:, None] + torch.arange(self.clip_frames)[None]  # (n, T)
+        rows = idx[:, None]
+
+        frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
+        ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
+        reference = seqs.frames[idx, ref_t].float() / 127.5 - 1  # (n, 3, H, W): another frame
+        s = self.config.identity_image
+        batch = {
+            "frames": frames, "audio": seqs.audio[rows, win], "camera": seqs.camera[rows, win],
+            "reference": F.interpolate(reference, size=(s, s), mode="bilinear", antialias=True),
+            "talking": torch.full((n,), seqs.talking),
+        }
+        for k, v in seqs.extra.items():
+            batch[k] = v[idx] if k == "identity" else v[rows, win]
+        return batch
+
+    def sample(self, batch: int, orbit_share: float, g: torch.Generator) -> dict:
+        n_orbit = int(round(batch * orbit_share)) if self.orbit is not None else 0
+        parts = [self._take(self.talking, batch - n_orbit, g)]
+        if n_orbit:
+            parts.append(self._take(self.orbit, n_orbit, g))
+        keys = set.intersection(*(set(p) for p in parts))
+        out = {k: torch.cat([p[k] for p in parts]) for k in keys}
+        out["pose_ref"] = self.pose_ref
+        return out

@@ -1,0 +1,68 @@
+"""A small lip reader: mouth crops -> speech features (and mouth opening, where known).
+
+Trained on ground-truth frames, then frozen. Stage 2 of training compares its features on the
+model's predicted clean frames with its features on the real frames (the lip-reading loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import crop_and_resize
+from torch import nn
+
+CROP = 24  # side of the mouth crop, pixels
+DEFAULT_BOX = (0.5, 0.70, 0.40, 0.30)  # (cx, cy, w, h) of the mouth in a frontal demo frame
+
+
+def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    """frames (N, 3, H, W), boxes (N, 4) = (cx, cy, w, h) in [0, 1] or None -> (N, 3, CROP, CROP)."""
+    n, _, h, w = frames.shape
+    if boxes is None:
+        boxes = torch.tensor(DEFAULT_BOX, device=frames.device).expand(n, 4)
+    cx, cy, bw, bh = (boxes[:, i] for i in range(4))
+    x0, x1 = (cx - bw / 2) * (w - 1), (cx + bw / 2) * (w - 1)
+    y0, y1 = (cy - bh / 2) * (h - 1), (cy + bh / 2) * (h - 1)
+    corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),
+                           torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)], dim=1)  # (N, 4, 2)
+    return crop_and_resize(frames.float(), corners.float(), (CROP, CROP))
+
+
+class LipReader(nn.Module):
+    """(N, 3, CROP, CROP) mouth crops in [-1, 1] -> features (N, F), speech (N, M), opening (N,)."""
+
+    def __init__(self, n_mels: int, features: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Flatten(), nn.Linear(64 * (CROP // 4) ** 2, features), nn.SiLU(),
+        )
+        self.speech = nn.Linear(features, n_mels)
+        self.opening = nn.Linear(features, 1)
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = self.net(crops)
+        return f, self.speech(f), self.opening(f)[:, 0]
+
+
+def speech_target(audio: torch.Tensor) -> torch.Tensor:
+    """The mel frame at each video frame's centre: (N, K, M) window -> (N, M)."""
+    k = audio.shape[1]
+    return audio[:, (k - 1) // 2 : k // 2 + 1].mean(dim=1)
+
+
+def lip_reader_loss(reader: LipReader, crops, audio, opening=None) -> torch.Tensor:
+    _, speech, open_pred = reader(crops)
+    loss = F.mse_loss(speech, speech_target(audio))
+    if opening is not None:
+        loss = loss + F.mse_loss(open_pred, opening)
+    return loss
+
+
+def lip_feature_loss(reader: LipReader, generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Distance of the frozen reader's features on generated vs real mouth crops, relative to
+    the spread of the real features (so its scale does not depend on the reader's)."""
+    with torch.no_grad():
+        target = reader(real)[0]
+    return F.mse_loss(reader(generated)[0], target) / target.var().clamp(min=1e-6)

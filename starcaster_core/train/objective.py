@@ -1,0 +1,121 @@
+"""The training objective of one batch: flow matching with diffusion forcing, soft identity,
+self-forcing context and the lip-reading loss."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from ..camera import pose_features
+from ..conditioning import Conditioning
+from ..flow import add_noise, velocity_loss
+from ..model import STARCaster
+from .config import Stage, TrainConfig
+from .lip_reader import LipReader, lip_feature_loss, mouth_crops
+
+
+def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator) -> torch.Tensor:
+    """Per-frame noise levels (B, T): one logit-normal level per chunk (diffusion forcing); in a
+    `clean_share` of clips the chunks before a random one are almost clean, as at inference."""
+    t = torch.sigmoid(torch.randn(batch, n_chunks, generator=g))  # (B, n)
+    clean = torch.rand(batch, generator=g) < clean_share
+    first = torch.randint(1, max(2, n_chunks), (batch,), generator=g)
+    early = torch.arange(n_chunks)[None, :] < first[:, None]  # (B, n)
+    tiny = torch.rand(batch, n_chunks, generator=g) * 0.03
+    t = torch.where(clean[:, None] & early, tiny, t)
+    return t.repeat_interleave(chunk, dim=1)  # (B, T)
+
+
+def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
+    """(identity used for conditioning (B, Di), encoder loss). With ground-truth identity vectors
+    the encoder learns to regress them and the denoiser sees them with noise (a soft
+    constraint); without, the denoiser conditions on the encoder's output, trained end to end."""
+    if "identity" in batch:
+        target = batch["identity"]
+        std = model.identity_std.to(target)
+        noisy = target + tc.identity_noise * std * torch.randn(target.shape, generator=g).to(target)
+        enc_loss = torch.zeros((), device=target.device)
+        if "reference" in batch:
+            enc_loss = ((model.identity_encoder(batch["reference"]) - target) / std).pow(2).mean()
+        return noisy, enc_loss
+    return model.identity_encoder(batch["reference"]), torch.zeros((), device=batch["frames"].device)
+
+
+def motion_level(batch: dict) -> torch.Tensor:
+    """Motion intensity of each clip (B, T): head-pose spread relative to the data's typical one."""
+    frames = batch["frames"]
+    if "pose" not in batch:
+        return torch.ones(frames.shape[:2], device=frames.device)
+    spread = batch["pose"].std(dim=1).mean(dim=1)  # (B,)
+    return (spread / batch.get("pose_ref", 3.0)).clamp(0, 2)[:, None].expand(frames.shape[:2])
+
+
+def batch_loss(
+    model: STARCaster, batch: dict, tc: TrainConfig, stage: Stage, g: torch.Generator,
+    lip_reader: LipReader | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    cfg = model.config
+    frames = batch["frames"]  # (B, T, C, H, W) in [-1, 1]
+    b, n_frames = frames.shape[:2]
+    assert n_frames % cfg.chunk == 0, f"clip length {n_frames} must be a multiple of the chunk {cfg.chunk}"
+    dev = frames.device
+    x0 = rearrange(frames, "b t c h w -> b c t h w")
+
+    # 1. conditioning, with the soft identity and dropout for classifier-free guidance
+    identity, enc_loss = identity_condition(model, batch, tc, g)
+    audio_drop = tc.audio_dropout_motion if stage == "motion" else tc.audio_dropout
+    talking = batch["talking"].to(dev)
+    cond = Conditioning(
+        identity=identity, audio=batch["audio"], camera=pose_features(batch["camera"]),
+        motion=motion_level(batch), audio_strength=torch.ones(b, device=dev),
+        use_audio=(torch.rand(b, generator=g) >= audio_drop).to(dev) & talking,
+        use_identity=(torch.rand(b, generator=g) >= tc.identity_dropout).to(dev),
+    )
+
+    # 2. noise levels per chunk and the noisy clip
+    t = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g).to(dev)
+    noise = torch.randn(x0.shape, generator=g).to(dev)
+    x_t = add_noise(x0, noise, t)
+    weight = torch.ones(b, n_frames, device=dev)
+
+    # 3. self-forcing: the context chunks are replaced by the model's own estimate of them
+    if stage != "motion" and tc.self_forcing > 0:
+        own = (torch.rand(b, generator=g) < tc.self_forcing).to(dev)
+        first = torch.randint(1, max(2, n_frames // cfg.chunk), (b,), generator=g).to(dev) * cfg.chunk
+        ctx = own[:, None] & (torch.arange(n_frames, device=dev)[None, :] < first[:, None])  # (B, T)
+        if bool(ctx.any()):
+            t_est = (0.3 + 0.4 * torch.rand(b, 1, generator=g)).to(dev).expand(b, n_frames)
+            with torch.no_grad():
+                estimate = model.denoiser(add_noise(x0, noise, t_est), t_est, cond, block=cfg.chunk)
+            x_t = torch.where(ctx[:, None, :, None, None], estimate.to(x_t.dtype), x_t)
+            t = torch.where(ctx, torch.zeros_like(t), t)
+            weight = weight * (~ctx).float()  # the context is input here, not a target
+
+    # 4. the model's clean estimate, scored on the velocity
+    x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
+    flow = (velocity_loss(x0_pred, x0, t) * weight).sum() / weight.sum().clamp(min=1)
+    loss = flow + tc.encoder_weight * enc_loss
+    parts = {"flow": flow.item(), "encoder": enc_loss.item()}
+
+    # 5. lip-reading loss on talking clips (stage 2 on)
+    if lip_reader is not None and stage != "motion" and bool(talking.any()):
+        sel = talking
+        pred = rearrange(x0_pred[sel], "b c t h w -> (b t) c h w")
+        real = rearrange(x0[sel], "b c t h w -> (b t) c h w")
+        boxes = rearrange(batch["mouth_box"][sel], "b t k -> (b t) k") if "mouth_box" in batch else None
+        lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes))
+        loss = loss + tc.lip_weight * lip
+        parts["lip"] = lip.item()
+    parts["loss"] = loss.item()
+    return loss, parts
+
+
+class Objective(torch.nn.Module):
+    """`batch_loss` as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: STARCaster) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, tc: TrainConfig, stage: Stage, g: torch.Generator, lip_reader=None):
+        return batch_loss(self.model, batch, tc, stage, g, lip_reader)

@@ -1,0 +1,166 @@
+"""The staged training loop (nanoGPT-style: one readable loop), single process or torchrun/DDP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import PRESETS
+from ..model import STARCaster
+from .config import TrainConfig
+from .data import ClipSampler, load_sequences
+from .lip_reader import CROP, LipReader, lip_reader_loss, mouth_crops
+from .objective import Objective
+
+log = logging.getLogger(__name__)
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the torchrun process group when there is one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio * lr."""
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    frac = (step - tc.warmup) / max(1, tc.total_steps - tc.warmup)
+    return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device) -> LipReader:
+    """Train the lip reader on ground-truth mouth crops (same seed on every rank), then freeze it."""
+    reader = LipReader(sampler.config.audio_mels).to(device)
+    opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(tc.seed + 17)
+    for step in range(tc.lip_reader_steps):
+        batch = sampler.sample(tc.batch, 0.0, g)
+        frames = batch["frames"].flatten(0, 1).to(device)  # (B * T, 3, H, W)
+        boxes = batch["mouth_box"].flatten(0, 1).to(device) if "mouth_box" in batch else None
+        opening = batch["mouth"].flatten(0, 1).to(device) if "mouth" in batch else None
+        loss = lip_reader_loss(reader, mouth_crops(frames, boxes), batch["audio"].flatten(0, 1).to(device), opening)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 200 == 0:
+            log.info("lip reader step %d loss %.4f", step, loss.item())
+    return reader.eval().requires_grad_(False)
+
+
+def save_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer, step: int,
+               tc: TrainConfig) -> None:
+    """Resume state as safetensors (no pickle): model, lip reader, AdamW moments, step."""
+    save_checkpoint(model, path.with_name("last.safetensors"), {"step": str(step), "train_config": tc.to_json()})
+    tensors = {f"reader.{k}": v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}
+    for i, p in enumerate(p for group in opt.param_groups for p in group["params"]):
+        for k, v in opt.state.get(p, {}).items():
+            tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().reshape(-1 if k == "step" else v.shape)
+    save_file(tensors, str(path), metadata={"step": str(step), "train_config": tc.to_json(), "crop": str(CROP)})
+
+
+def load_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer) -> int:
+    model.load_state_dict(load_checkpoint(path.with_name("last.safetensors")).state_dict())
+    with safe_open(str(path), framework="pt") as f:
+        step = int(f.metadata()["step"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    reader.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("reader.")})
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
+        if state:
+            state["step"] = state["step"].reshape(())
+            opt.state[p] = {k: v.to(p.device) for k, v in state.items()}
+    return step
+
+
+def train(tc: TrainConfig) -> Path:
+    """Runs every stage from the last saved step; returns the final checkpoint's path."""
+    rank, world, device = setup_distributed()
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    out = Path(tc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = PRESETS[tc.preset]
+
+    # 1. data: talking sequences, plus orbit sequences for stage 3 when present
+    root = Path(tc.data)
+    talking = load_sequences(root / "talking", config)
+    orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
+    sampler = ClipSampler(talking, orbit, config, tc.clip_frames)
+
+    # 2. the model (same init on every rank), its identity prior, the optimiser
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(tc.seed)
+        model = STARCaster(config).to(device)
+    stats = sampler.identity_stats()
+    if stats is not None:
+        model.identity_mean.copy_(stats[0])
+        model.identity_std.copy_(stats[1])
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    state_path = out / "state.safetensors"
+    reader = LipReader(config.audio_mels).to(device)
+    start = load_state(state_path, model, reader, opt) if state_path.is_file() else 0
+    if start == 0:
+        reader = train_lip_reader(sampler, tc, device)
+    reader.eval().requires_grad_(False)
+    objective = Objective(model)
+    if world > 1:  # all-reduces gradients during backward; stages leave some weights unused
+        objective = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+
+    # 3. the loop: each rank draws its own batches (seeded by rank), DDP averages gradients
+    g = torch.Generator().manual_seed(tc.seed * 1000 + rank * 7919 + start)
+    log_file = (out / "log.jsonl").open("a") if rank == 0 else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    t0 = time.time()
+    end = tc.stage_end(tc.until)
+    for step in range(start, end):
+        stage = tc.stage_of(step)
+        batch = sampler.sample(tc.batch, tc.orbit_share if stage == "views" else 0.0, g)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc)
+        with autocast:
+            loss, parts = objective(batch, tc, stage, g, reader)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        if log_file is not None and (step % tc.log_every == 0 or step == end - 1):
+            row = {"step": step, "stage": stage, "lr": lr_at(step, tc), "seconds": round(time.time() - t0, 1), **parts}
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+            log.info("step %d %s %s", step, stage, {k: round(v, 4) for k, v in parts.items()})
+        if rank == 0 and ((step + 1) % tc.checkpoint_every == 0 or step == end - 1):
+            save_state(state_path, model, reader, opt, step + 1, tc)
+    final = out / f"{tc.until}.safetensors"
+    if rank == 0:
+        save_checkpoint(model, final, {"train_config": tc.to_json(), "steps": str(end)})
+        save_file({k: v.contiguous() for k, v in reader.state_dict().items()}, str(out / "lip_reader.safetensors"))
+        from .plot import plot_log
+
+        plot_log(out / "log.jsonl", out / "loss.png")
+    if tc.save_every_rank:
+        save_checkpoint(model, out / f"{tc.until}.rank{rank}.safetensors")
+    if dist.is_initialized():
+        dist.barrier()
+    return final
