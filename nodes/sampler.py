@@ -44,7 +44,7 @@ class ARSampler(io.ComfyNode):
                 io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
                                tooltip="Classifier-free guidance on the identity (1 = off)"),
                 io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK, tooltip="Frames generated per step of the AR loop"),
-                io.Int.Input("context_window", default=16, min=0, max=MAX_CONTEXT,
+                io.Int.Input("context_window", default=8, min=0, max=MAX_CONTEXT,
                              tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
                 CameraTrajectory.Input("camera", optional=True),
                 io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
@@ -73,4 +73,7 @@ class ARSampler(io.ComfyNode):
             for _, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
                                      interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
                 frames.append(to_image(chunk) if vae is None else vae.decode(chunk).cpu())  # (K, H, W, 3)
-        return io.NodeOutput(torch.cat(frames), conditioning.features.fps)
+        used = camera if camera is not None else torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
+        ui = {"text": [f"{n_frames} frames at {conditioning.features.fps:g} fps"],
+              "camera": [[round(v, 3) for v in row] for row in used.tolist()]}  # what was honoured
+        return io.NodeOutput(torch.cat(frames), conditioning.features.fps, ui=ui)

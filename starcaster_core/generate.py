@@ -36,7 +36,7 @@ class GenerateSettings:
     audio_guidance: float = 1.0
     identity_guidance: float = 1.0
     chunk: int = 4
-    context: int = 16
+    context: int = 8
 
 
 def check_settings(settings: GenerateSettings) -> None:

@@ -17,11 +17,11 @@ class TrainConfig:
     preset: str = "demo"
     data: str = "data/world"  # shards written by `python -m starcaster_core.synthetic` (or your own)
     out: str = "runs/demo"
-    motion_steps: int = 1200  # stage 1: identity-aware motion (audio mostly dropped)
-    sync_steps: int = 1500  # stage 2: audio sync with the lip-reading loss
-    views_steps: int = 900  # stage 3: orbit sequences as videos, mixed with talking clips
-    lip_reader_steps: int = 800  # the lip reader is trained (then frozen) before stage 2
-    batch: int = 8
+    motion_steps: int = 600  # stage 1: identity-aware motion (audio mostly dropped)
+    sync_steps: int = 900  # stage 2: audio sync with the lip-reading loss
+    views_steps: int = 600  # stage 3: orbit sequences as videos, mixed with talking clips
+    lip_reader_steps: int = 600  # the lip reader is trained (then frozen) before stage 2
+    batch: int = 6
     clip_frames: int = 16  # longer than the default inference context + chunk (8 + 4)
     lr: float = 1e-3
     warmup: int = 100

@@ -12,7 +12,7 @@ from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
 CROP = 24  # side of the mouth crop, pixels
-DEFAULT_BOX = (0.5, 0.70, 0.40, 0.30)  # (cx, cy, w, h) of the mouth in a frontal demo frame
+DEFAULT_BOX = (0.5, 0.57, 0.5, 0.32)  # (cx, cy, w, h) around the mouth of a demo frame, any view
 
 
 def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
