@@ -9,27 +9,27 @@ from torch import nn
 
 from .embeddings import apply_rotary
 
-SINK_FRAME = -(2**62)  # frame index given to sink tokens: every query may see them
+Group = tuple[int, int, int, int]  # (query start, query end, key start, key end)
 
 
-def block_causal_mask(
-    q_frames: torch.Tensor, k_frames: torch.Tensor, block: int, window: int | None
-) -> torch.Tensor | None:
-    """Which keys each query may attend to, from the frame index of every token.
+def attention_groups(q_frames: torch.Tensor, k_frames: torch.Tensor, block: int, window: int | None) -> list[Group]:
+    """The block-causal rule as contiguous key ranges, one per chunk of queries.
 
-    A query of frame f sees a key of frame g iff g's chunk (g // block) is not after f's chunk,
-    and, with a rolling window of W frames, g >= (start of f's chunk) - W. Sink tokens
-    (SINK_FRAME) are always visible. Returns (Lq, Lk) bool, or None when everything is visible
-    (lets SDPA take its fastest kernel).
+    A query of frame f sees a key of frame g iff g's chunk (g // block) is not after f's chunk
+    and, with a rolling window of W frames, g >= (start of f's chunk) - W. Keys (cache, then new
+    frames) are sorted by frame, so the keys one chunk of queries sees form one range; attending
+    to that range with no mask is exact and skips the masked-out work. The identity sink is
+    attended by every query, outside these ranges.
+    q_frames: (Lq,) sorted frame index of every query token; k_frames: (Lk,) sorted, of every key.
     """
-    q_chunk = torch.div(q_frames, block, rounding_mode="floor")  # (Lq,)
-    sink = k_frames == SINK_FRAME  # (Lk,)
-    k_chunk = torch.div(k_frames, block, rounding_mode="floor")  # (Lk,)
-    allowed = k_chunk[None, :] <= q_chunk[:, None]  # (Lq, Lk)
-    if window is not None:
-        allowed &= k_frames[None, :] >= (q_chunk * block - window)[:, None]
-    allowed |= sink[None, :]
-    return None if bool(allowed.all()) else allowed
+    chunks = torch.div(q_frames, block, rounding_mode="floor")
+    ids, counts = torch.unique_consecutive(chunks, return_counts=True)
+    starts = ids * block
+    k_lo = torch.zeros_like(starts) if window is None else torch.searchsorted(k_frames, starts - window)
+    k_hi = torch.searchsorted(k_frames, starts + block)  # first key of a later chunk
+    q_hi = torch.cumsum(counts, 0)
+    q_lo = q_hi - counts
+    return [tuple(int(v) for v in row) for row in torch.stack([q_lo, q_hi, k_lo, k_hi], 1)]
 
 
 class Attention(nn.Module):
@@ -53,13 +53,18 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],  # cos, sin (L, Dh/2) at the tokens' frames
         sink: tuple[torch.Tensor, torch.Tensor],  # sink keys/values (B, H, S, Dh)
         past: tuple[torch.Tensor, torch.Tensor] | None,  # cached keys/values (B, H, Lc, Dh)
-        mask: torch.Tensor | None,  # (L, S + Lc + L) bool
+        groups: list[Group],  # query chunks and the cache + new key range each sees
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         q, k, v = self.project(x)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)  # cached keys are stored rotated
-        keys = [sink[0], k] if past is None else [sink[0], past[0], k]
-        values = [sink[1], v] if past is None else [sink[1], past[1], v]
-        out = F.scaled_dot_product_attention(
-            q, torch.cat(keys, dim=2), torch.cat(values, dim=2), attn_mask=mask
-        )  # (B, H, L, Dh)
+        keys = k if past is None else torch.cat([past[0], k], dim=2)  # (B, H, Lc + L, Dh)
+        values = v if past is None else torch.cat([past[1], v], dim=2)
+        out = torch.cat([
+            F.scaled_dot_product_attention(
+                q[:, :, q_lo:q_hi],
+                torch.cat([sink[0], keys[:, :, k_lo:k_hi]], dim=2),
+                torch.cat([sink[1], values[:, :, k_lo:k_hi]], dim=2),
+            )  # (B, H, q_hi - q_lo, Dh)
+            for q_lo, q_hi, k_lo, k_hi in groups
+        ], dim=2)  # (B, H, L, Dh)
         return self.proj(rearrange(out, "b h l d -> b l (h d)")), (k, v)

@@ -28,12 +28,12 @@ class Block(nn.Module):
         _, k, v = self.attn.project(self.sink_norm(sink_tokens))
         return k, v
 
-    def forward(self, x, cond, rope, sink, past, mask):
+    def forward(self, x, cond, rope, sink, past, groups):
         """x: (B, T * N, D) tokens of T frames; cond: (B, T, D) per-frame conditioning."""
         per_frame = x.shape[1] // cond.shape[1]  # N tokens per frame
         mod = self.ada(cond).repeat_interleave(per_frame, dim=1)  # (B, T, 6D) -> (B, T * N, 6D)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # 6 x (B, L, D)
-        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), rope, sink, past, mask)
+        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), rope, sink, past, groups)
         x = x + gate1 * h
         x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
         return x, kv

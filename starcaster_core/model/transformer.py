@@ -16,7 +16,7 @@ from torch import nn
 
 from ..conditioning import Conditioning
 from ..config import ModelConfig
-from .attention import SINK_FRAME, block_causal_mask
+from .attention import attention_groups
 from .block import Block, modulate
 from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
@@ -131,19 +131,18 @@ class STARCasterDenoiser(nn.Module):
         frame_cond = self.frame_conditioning(t.to(dtype), cond)
         sink = self.sink_tokens(cond)
 
-        # 3. block-causal mask and temporal rotary angles from global frame indices
+        # 3. block-causal key ranges and temporal rotary angles from global frame indices
         frames = torch.arange(frame_offset, frame_offset + n_frames, device=dev)
         q_frames = frames.repeat_interleave(per_frame)  # (L,)
-        sink_frames = torch.full((cfg.identity_tokens,), SINK_FRAME, device=dev)
         past_frames = cache.token_frames(dev) if cache is not None else q_frames[:0]
-        k_frames = torch.cat([sink_frames, past_frames, q_frames])  # (S + Lc + L,)
-        mask = block_causal_mask(q_frames, k_frames, block or cfg.chunk, window)
+        k_frames = torch.cat([past_frames, q_frames])  # (Lc + L,) frame of every non-sink key
+        groups = attention_groups(q_frames, k_frames, block or cfg.chunk, window)
         rope = rotary_angles(q_frames, cfg.dim // cfg.heads)
 
         # 4. the blocks; a cache-writing pass stages every block's new keys/values
         for i, blk in enumerate(self.blocks):
             past = cache.layer(i) if cache is not None else None
-            tokens, kv = blk(tokens, frame_cond, rope, blk.sink_kv(sink), past, mask)
+            tokens, kv = blk(tokens, frame_cond, rope, blk.sink_kv(sink), past, groups)
             if write_cache:
                 cache.append(i, *kv)
         if write_cache:

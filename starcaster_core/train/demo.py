@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--data", default="data/world")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--install", action="store_true", help="copy the trained model into the pack")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores; 1 on a busy machine)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
@@ -37,7 +38,7 @@ def main() -> None:
         if not (Path(args.data) / kind / "index.json").is_file():
             write_shards(Path(args.data) / kind, n, kind, seed=0, frames_per_seq=FRAMES)
     log.info("world data ready after %.0f s", time.time() - t0)
-    final = train(TrainConfig(data=args.data, out=args.out))
+    final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads))
     log.info("trained in %.1f min total: %s", (time.time() - t0) / 60, final)
     if args.install:
         shutil.copy(final, DEFAULT_WEIGHTS)
