@@ -1,0 +1,139 @@
+"""python -m starcaster_core.bench: speed and memory of the embedded model, measured in one run.
+
+Prints a table of figures and ratios: end-to-end frames/s (audio features + sampler + uint8
+frames out), time and peak RSS at 1x/2x/4x the audio length (each in a fresh process), KV
+cache vs recomputing the context (and their max difference), the sliding-window bidirectional
+baseline, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..audio import audio_features
+from ..conditioning import make_conditioning
+from ..default import default_model
+from ..flow import timesteps
+from ..generate import GenerateSettings, SpeechConditioning, generate
+from ..identity import random_identity
+from ..sampler import sample_video
+from ..synthetic.formant import synthesize_speech
+from .baseline import sliding_window_video
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SETTINGS = GenerateSettings()  # the sampler node's defaults
+
+
+def speech(seconds: float) -> tuple[np.ndarray, int]:
+    return synthesize_speech(seconds, seed=1)  # (waveform, 16000)
+
+
+def end_to_end(model, seconds: float) -> tuple[float, int]:
+    """Seconds for audio -> features -> frames (uint8, streamed out), and the frame count."""
+    wav, sr = speech(seconds)
+    t0 = time.perf_counter()
+    feats = audio_features(wav, sr, 25.0, model.config)
+    cond = SpeechConditioning(feats, random_identity(model, 0))
+    n = 0
+    with torch.inference_mode():
+        for _, chunk in generate(model, cond, None, SETTINGS, device=torch.device("cpu")):
+            frames = ((chunk.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            n += frames.shape[0]  # a sink: the frames leave here (a video writer in real use)
+    return time.perf_counter() - t0, n
+
+
+def child(dtype: str, seconds: float) -> None:
+    """One measurement in this (fresh) process: prints time, frames and peak RSS as JSON."""
+    model = default_model(dtype=DTYPES[dtype])
+    end_to_end(model, 1.0)  # warm-up (librosa JIT, kernels)
+    elapsed, frames = end_to_end(model, seconds)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": elapsed, "frames": frames, "peak_mb": peak_mb}))
+
+
+def run_child(dtype: str, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, "-m", "starcaster_core.bench", "--child", dtype, str(seconds)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def cond_for(model, seconds: float):
+    wav, sr = speech(seconds)
+    feats = audio_features(wav, sr, 25.0, model.config).features
+    ident = random_identity(model, 0).embedding
+    camera = torch.zeros(feats.shape[0], 10)
+    camera[:, [0, 4, 8]] = 1.0  # identity rotation, log distance 0
+    return make_conditioning(ident[None], feats[None], camera[None])
+
+
+@torch.inference_mode()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=8.0, help="audio length L")
+    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return child(args.child[0], float(args.child[1]))
+    L = args.seconds
+    rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
+    sched = timesteps(SETTINGS.steps, SETTINGS.shift)
+    kw = dict(chunk=SETTINGS.chunk, context=SETTINGS.context)
+    for name, dtype in DTYPES.items():
+        runs = {k: run_child(name, k * L) for k in (1, 2, 4)}
+        fps = runs[1]["frames"] / runs[1]["seconds"]
+        rows += [
+            (f"[{name}] end-to-end frames/s (L = {L:g} s)", f"{fps:.1f}  ({fps / 25:.2f}x real time at 25 fps)"),
+            (f"[{name}] time 1L / 2L / 4L (s)", " / ".join(f"{runs[k]['seconds']:.2f}" for k in (1, 2, 4))),
+            (f"[{name}] t(2L)/t(L), t(4L)/t(L)", f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, "
+                                                f"{runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
+            (f"[{name}] peak RSS 1L / 2L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 2, 4))),
+            (f"[{name}] mem(4L)/mem(L)", f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}"),
+        ]
+        model = default_model(dtype=dtype)
+        den, cond = model.denoiser, cond_for(model, L)
+
+        def timed(fn):
+            t0 = time.perf_counter()
+            out = fn()
+            return out, time.perf_counter() - t0
+
+        cached, t_cache = timed(lambda: sample_video(den, cond, sched, generator=torch.Generator().manual_seed(0), **kw))
+        recomputed, t_re = timed(lambda: sample_video(den, cond, sched, generator=torch.Generator().manual_seed(0),
+                                                      use_cache=False, **kw))
+        _, t_slide = timed(lambda: sliding_window_video(den, cond, sched, window=16, overlap=4,
+                                                        generator=torch.Generator().manual_seed(0)))
+        with FlopCounterMode(display=False) as counter:
+            sample_video(den, cond.frame_slice(0, 24), sched, generator=torch.Generator().manual_seed(0), **kw)
+        flops = counter.get_total_flops() * cond.frames / 24
+        peak = matmul_flops(dtype)
+        rows += [
+            (f"[{name}] KV cache vs recompute: speed-up", f"{t_re / t_cache:.2f}x"),
+            (f"[{name}] KV cache vs recompute: max |diff|", f"{(cached - recomputed).abs().max().item():.2e}"),
+            (f"[{name}] vs sliding window (16, overlap 4): throughput", f"{t_slide / t_cache:.2f}x"),
+            (f"[{name}] matmul 2048^2 GFLOP/s", f"{peak / 1e9:.0f}"),
+            (f"[{name}] denoiser GFLOP/s (sampler)", f"{flops / t_cache / 1e9:.0f}  ({flops / t_cache / peak:.0%} of matmul)"),
+        ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+if __name__ == "__main__":
+    main()
