@@ -8,7 +8,7 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from .audio import AudioFeaturesNode
-from .camera import CameraTrajectoryNode
+from .camera import CameraTrajectoryNode, LoadCameraTrajectory, SaveCameraTrajectory
 from .conditioning import LipSyncConditioning
 from .identity import FOLDER as IDENTITY_FOLDER
 from .identity import SUBFOLDER as IDENTITY_SUBFOLDER
@@ -19,7 +19,8 @@ from .sampler import ARSampler
 
 NODES: list[type[io.ComfyNode]] = [
     ModelLoader, IdentityFromImage, LoadIdentity, MixIdentity, RandomIdentity, SaveIdentity,
-    AudioFeaturesNode, LipSyncConditioning, CameraTrajectoryNode, ARSampler,
+    AudioFeaturesNode, LipSyncConditioning, CameraTrajectoryNode, SaveCameraTrajectory, LoadCameraTrajectory,
+    ARSampler,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Camera trajectories: presets, keyframes, JSON specs and per-frame camera embeddings.
+"""Camera trajectories: presets, keyframes and per-frame camera embeddings (JSON: camera_json.py).
 
 A trajectory is a float32 tensor ``(T, 4)``, one row per video frame:
 ``(yaw_deg, pitch_deg, roll_deg, distance)``.
@@ -16,11 +16,10 @@ sign); the camera sits at ``distance * R @ e_x`` in units of the default distanc
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -31,7 +30,6 @@ from .camera_plot import plot_trajectory as plot_trajectory  # re-exported: (T, 
 
 logger = logging.getLogger(__name__)
 
-JSON_VERSION = 1
 POSE_FEATURE_DIM = 10  # 9 rotation-matrix entries + log(distance)
 MAX_ABS_PITCH = 89.0  # keyframes stay clear of the pole, where yaw and roll are undefined
 
@@ -373,87 +371,14 @@ def pose_features(traj: torch.Tensor) -> torch.Tensor:
     return torch.cat([rot.flatten(-2), torch.log(traj[..., 3:])], dim=-1)  # (..., 10)
 
 
-# ---------------------------------------------------------------- JSON
-
-_JSON_EXAMPLE = ('{"version": 1, "keyframes": [{"frame": 0, "yaw": 0}, {"frame": 48, "yaw": 30, "distance": 0.8}]} '
-                 'or {"version": 1, "preset": {"name": "orbit_left", "amplitude": 1.0}}')
-_KEYFRAME_KEYS = tuple(f.name for f in fields(Keyframe))
-_KEYFRAME_DEFAULTS = tuple((f.name, f.default) for f in fields(Keyframe)[1:])  # yaw, pitch, roll, distance
-_PRESET_KEYS = ("name", "amplitude", "speed", "ease", "loop", "seed")
+_JSON_NAMES = frozenset({"JSON_VERSION", "trajectory_from_json", "trajectory_to_json"})
 
 
-def trajectory_to_json(spec: TrajectorySpec) -> str:
-    """Serialise keyframes or a PresetSpec. Schema (version 1)::
+def __getattr__(name: str):
+    """JSON (de)serialisation lives in camera_json.py (which imports this module); re-exported
+    lazily so ``from starcaster_core.camera import trajectory_from_json`` keeps working."""
+    if name in _JSON_NAMES:
+        from . import camera_json
 
-        {"version": 1, "keyframes": [{"frame": 0, "yaw": 0.0, "pitch": 0.0, "roll": 0.0, "distance": 1.0}, ...]}
-        {"version": 1, "preset": {"name": "orbit_left", "amplitude": 1.0, "speed": 1.0, "ease": true,
-                                  "loop": false, "seed": 0}}
-
-    In keyframes only "frame" is required (an integer >= 0, strictly increasing); missing angles
-    default to 0 and distance to 1.0. In a preset only "name" is required.
-    """
-    if isinstance(spec, PresetSpec):
-        body = {"name": _as_preset(spec.preset).value, "amplitude": float(spec.amplitude), "speed": float(spec.speed),
-                "ease": bool(spec.ease), "loop": bool(spec.loop), "seed": int(spec.seed)}
-        return json.dumps({"version": JSON_VERSION, "preset": body})
-    keyframes = tuple(spec)
-    validate_keyframes(keyframes)
-    return json.dumps({"version": JSON_VERSION, "keyframes": [asdict(k) for k in keyframes]})
-
-
-def _number(obj: dict, key: str, where: str, default: float, *, integer: bool = False) -> float | int:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r}")
-    if integer:
-        if not float(value).is_integer():
-            raise ValueError(f"{where}: {key!r} must be a whole number, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-def _unknown_keys(obj: dict, allowed: tuple[str, ...], where: str) -> None:
-    extra = sorted(set(obj) - set(allowed))
-    if extra:
-        raise ValueError(f"{where}: unknown key(s) {extra}; allowed keys are {list(allowed)}")
-
-
-def trajectory_from_json(text: str) -> PresetSpec | tuple[Keyframe, ...]:
-    """Parse the schema of :func:`trajectory_to_json`; raise ValueError saying what is wrong and how to fix it."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as err:
-        raise ValueError(f"camera trajectory JSON is malformed ({err}); expected e.g. {_JSON_EXAMPLE}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"camera trajectory JSON must be an object, got {type(data).__name__}; "
-                         f"expected e.g. {_JSON_EXAMPLE}")
-    if data.get("version") != JSON_VERSION:
-        raise ValueError(f"camera trajectory JSON needs \"version\": {JSON_VERSION}, got {data.get('version')!r}")
-    _unknown_keys(data, ("version", "keyframes", "preset"), "camera trajectory JSON")
-    if ("keyframes" in data) == ("preset" in data):
-        raise ValueError(f"camera trajectory JSON needs exactly one of \"keyframes\" or \"preset\"; "
-                         f"expected e.g. {_JSON_EXAMPLE}")
-    if "preset" in data:
-        body, where = data["preset"], '"preset"'
-        if not isinstance(body, dict) or "name" not in body:
-            raise ValueError(f'{where} must be an object with a "name", e.g. {{"name": "orbit_left"}}')
-        _unknown_keys(body, _PRESET_KEYS, where)
-        for flag in ("ease", "loop"):
-            if not isinstance(body.get(flag, True), bool):
-                raise ValueError(f"{where}: {flag!r} must be true or false, got {body[flag]!r}")
-        return PresetSpec(_as_preset(body["name"]), _number(body, "amplitude", where, 1.0),
-                          _number(body, "speed", where, 1.0), body.get("ease", True), body.get("loop", False),
-                          _number(body, "seed", where, 0, integer=True))
-    items = data["keyframes"]
-    if not isinstance(items, list) or not items:
-        raise ValueError('"keyframes" must be a non-empty list of objects like {"frame": 0, "yaw": 0}')
-    keyframes = []
-    for i, item in enumerate(items):
-        where = f"keyframe {i}"
-        if not isinstance(item, dict) or "frame" not in item:
-            raise ValueError(f'{where} must be an object with a "frame", e.g. {{"frame": 0, "yaw": 10}}, got {item!r}')
-        _unknown_keys(item, _KEYFRAME_KEYS, where)
-        keyframes.append(Keyframe(_number(item, "frame", where, 0, integer=True),
-                                  *(_number(item, k, where, d) for k, d in _KEYFRAME_DEFAULTS)))
-    validate_keyframes(keyframes)
-    return tuple(keyframes)
+        return getattr(camera_json, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

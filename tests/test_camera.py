@@ -22,6 +22,7 @@ from starcaster_core.camera import (
     trajectory_from_json,
     trajectory_to_json,
 )
+from starcaster_core.camera_json import parse_spec, render_trajectory, resolve_length, trajectory_to_keyframes
 
 PRESETS = list(CameraPreset)
 # Largest |value| a preset reaches at amplitude 1, per channel (yaw, pitch, roll deg, log-distance).
@@ -220,6 +221,62 @@ def test_json_errors_are_actionable(text, message):
         trajectory_from_json(text)
 
 
+def test_json_module_and_reexports_are_the_same_functions():
+    import starcaster_core.camera as camera
+    import starcaster_core.camera_json as camera_json
+
+    assert camera.trajectory_from_json is camera_json.trajectory_from_json
+    assert camera.trajectory_to_json is camera_json.trajectory_to_json
+    assert camera.JSON_VERSION == camera_json.JSON_VERSION == 1
+    with pytest.raises(AttributeError):
+        camera.not_a_camera_function  # noqa: B018
+
+
+# ---------------------------------------------------------------- the node's recipe (camera_json)
+
+
+def test_render_trajectory_layers_keyframes_on_the_preset():
+    orbit = PresetSpec(CameraPreset.ORBIT_LEFT)
+    base = build_trajectory(orbit, 40)
+    for empty in ("", "   ", None):
+        assert torch.equal(render_trajectory(orbit, empty, 40), base)  # empty = the preset alone
+    nod = trajectory_to_json((Keyframe(0), Keyframe(10, pitch=8.0), Keyframe(20, pitch=-4.0, distance=0.8)))
+    out = render_trajectory(orbit, nod, 40)
+    torch.testing.assert_close(out[:, 0], base[:, 0])  # yaw: the orbit only
+    assert out[10, 1] == pytest.approx(8.0, abs=1e-4) and out[20, 1] == pytest.approx(-4.0, abs=1e-4)
+    torch.testing.assert_close(out[20:, 3], base[20:, 3] * 0.8)  # distances multiply, held after the last key
+    # with the static preset the keyframes are absolute; a preset JSON layers like a second preset
+    torch.testing.assert_close(render_trajectory(PresetSpec(), nod, 40), keyframe_trajectory(
+        trajectory_from_json(nod), 40))
+    both = render_trajectory(orbit, trajectory_to_json(PresetSpec(CameraPreset.NOD, speed=2.0)), 40)
+    torch.testing.assert_close(both, combine(base, preset_trajectory("nod", 40, speed=2.0)))
+    with pytest.raises(ValueError, match="out of order"):
+        render_trajectory(orbit, '{"version": 1, "keyframes": [{"frame": 5}, {"frame": 5}]}', 40)
+
+
+def test_resolve_length():
+    keys = parse_spec('{"version": 1, "keyframes": [{"frame": 0}, {"frame": 47, "yaw": 9}]}')
+    assert parse_spec("") is None and parse_spec(" \n") is None
+    assert resolve_length(12, 100, keys) == 12  # an explicit count wins
+    assert resolve_length(0, 100, keys) == 100  # then the audio
+    assert resolve_length(0, None, keys) == 48  # then the keyframes' own length
+    with pytest.raises(ValueError, match="connect STARCaster Audio Features or set a frame count"):
+        resolve_length(0, None, PresetSpec())
+    with pytest.raises(ValueError, match="frame count"):
+        resolve_length(0, None, None)
+
+
+def test_saved_trajectory_reloads_frame_for_frame():
+    traj = combine(preset_trajectory("arc", 33, amplitude=2.0), preset_trajectory("handheld", 33, seed=3))
+    traj = combine(traj, preset_trajectory("zoom_out", 33))
+    keys = trajectory_to_keyframes(traj)
+    assert [k.frame for k in keys] == list(range(33))
+    again = keyframe_trajectory(trajectory_from_json(trajectory_to_json(keys)), 33)
+    torch.testing.assert_close(again, traj, atol=2e-4, rtol=0)
+    with pytest.raises(ValueError, match=r"\(T, 4\)"):
+        trajectory_to_keyframes(torch.zeros(3))
+
+
 # ---------------------------------------------------------------- combine, resample, features, plot
 
 
@@ -285,7 +342,9 @@ def test_core_imports_without_comfy(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "comfy", None)
-    for name in ("starcaster_core.camera", "starcaster_core.camera_plot"):
+    for name in ("starcaster_core.camera", "starcaster_core.camera_plot", "starcaster_core.camera_json"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    json_module = importlib.import_module("starcaster_core.camera_json")  # imports camera.py itself first
     module = importlib.import_module("starcaster_core.camera")
     assert module.preset_trajectory("static", 2).shape == (2, 4)
+    assert module.trajectory_from_json is json_module.trajectory_from_json

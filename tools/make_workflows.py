@@ -50,10 +50,16 @@ EMBEDDING_IDENTITY = {
     "save_id": ("STARCasterSaveIdentity", {"filename_prefix": "mixed"}, {"identity": ("identity", 0)}, 3, 0),
 }
 
+NOD = json.dumps({"version": 1, "keyframes": [
+    {"frame": f, "yaw": 0.0, "pitch": p, "roll": 0.0, "distance": 1.0}
+    for f, p in ((0, 0.0), (18, 8.0), (36, -3.0), (54, 7.0), (72, -2.0), (90, 0.0))]})
+
 WORKFLOWS = {
     "starcaster_portrait_to_video": common(PORTRAIT_IDENTITY, {"preset": "static", "amplitude": 1.0}),
     "starcaster_identity_embedding": common(EMBEDDING_IDENTITY, {"preset": "handheld", "amplitude": 1.0}),
     "starcaster_camera_orbit": common(PORTRAIT_IDENTITY, {"preset": "orbit_left", "amplitude": 1.0}),
+    # an orbit (the preset) plus a nod drawn as keyframes in the camera editor (offsets on the orbit)
+    "starcaster_orbit_nod": common(PORTRAIT_IDENTITY, {"preset": "orbit_left", "amplitude": 1.0, "keyframes": NOD}),
 }
 
 
