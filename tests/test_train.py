@@ -55,7 +55,7 @@ def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     reader = LipReader(SMALL.audio_mels).eval().requires_grad_(False)
     tc = TrainConfig(self_forcing=0.0, clean_context=0.5)
     batch = sampler.sample(4, 0.5 if stage == "views" else 0.0, torch.Generator().manual_seed(1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def loss_now() -> torch.Tensor:  # the same noise and dropout every call: a fixed batch
         return batch_loss(model, batch, tc, stage, torch.Generator().manual_seed(2), reader)[0]

@@ -17,9 +17,9 @@ class TrainConfig:
     preset: str = "demo"
     data: str = "data/world"  # shards written by `python -m starcaster_core.synthetic` (or your own)
     out: str = "runs/demo"
-    motion_steps: int = 600  # stage 1: identity-aware motion (audio mostly dropped)
-    sync_steps: int = 900  # stage 2: audio sync with the lip-reading loss
-    views_steps: int = 600  # stage 3: orbit sequences as videos, mixed with talking clips
+    motion_steps: int = 500  # stage 1: identity-aware motion (audio mostly dropped)
+    sync_steps: int = 800  # stage 2: audio sync with the lip-reading loss
+    views_steps: int = 500  # stage 3: orbit sequences as videos, mixed with talking clips
     lip_reader_steps: int = 600  # the lip reader is trained (then frozen) before stage 2
     batch: int = 6
     clip_frames: int = 16  # longer than the default inference context + chunk (8 + 4)
@@ -27,6 +27,7 @@ class TrainConfig:
     warmup: int = 100
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
+    t_min: float = 0.2  # the velocity loss weighs x0 errors by 1 / max(t, t_min)^2
     identity_noise: float = 0.15  # std of the noise on the identity, in units of the prior std
     identity_dropout: float = 0.1
     audio_dropout_motion: float = 0.7  # stage 1 learns motion mostly without the audio

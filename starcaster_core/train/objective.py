@@ -14,16 +14,17 @@ from .config import Stage, TrainConfig
 from .lip_reader import LipReader, lip_feature_loss, mouth_crops
 
 
-def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator) -> torch.Tensor:
+def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator):
     """Per-frame noise levels (B, T): one logit-normal level per chunk (diffusion forcing); in a
-    `clean_share` of clips the chunks before a random one are almost clean, as at inference."""
+    `clean_share` of clips the chunks before a random one are almost clean, as at inference.
+    Also returns which frames are such clean context (B, T): inputs, not targets."""
     t = torch.sigmoid(torch.randn(batch, n_chunks, generator=g))  # (B, n)
     clean = torch.rand(batch, generator=g) < clean_share
     first = torch.randint(1, max(2, n_chunks), (batch,), generator=g)
     early = torch.arange(n_chunks)[None, :] < first[:, None]  # (B, n)
     tiny = torch.rand(batch, n_chunks, generator=g) * 0.03
     t = torch.where(clean[:, None] & early, tiny, t)
-    return t.repeat_interleave(chunk, dim=1)  # (B, T)
+    return t.repeat_interleave(chunk, dim=1), (clean[:, None] & early).repeat_interleave(chunk, dim=1)
 
 
 def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
@@ -73,10 +74,11 @@ def batch_loss(
     )
 
     # 2. noise levels per chunk and the noisy clip
-    t = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g).to(dev)
+    t, context = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g)
+    t = t.to(dev)
     noise = torch.randn(x0.shape, generator=g).to(dev)
     x_t = add_noise(x0, noise, t)
-    weight = torch.ones(b, n_frames, device=dev)
+    weight = (~context).float().to(dev)  # clean context is input, not a target
 
     # 3. self-forcing: the context chunks are replaced by the model's own estimate of them
     if stage != "motion" and tc.self_forcing > 0:
@@ -93,7 +95,7 @@ def batch_loss(
 
     # 4. the model's clean estimate, scored on the velocity
     x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
-    flow = (velocity_loss(x0_pred, x0, t) * weight).sum() / weight.sum().clamp(min=1)
+    flow = (velocity_loss(x0_pred, x0, t, tc.t_min) * weight).sum() / weight.sum().clamp(min=1)
     loss = flow + tc.encoder_weight * enc_loss
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
 
