@@ -64,9 +64,9 @@ class Meter(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
-        for i, c_out in enumerate(config.widths):
+        for i, c_out in enumerate(config.widths):  # each halves the side
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
-            if i == 0:  # one full-resolution refinement keeps small details (the mouth)
+            if i == 0:  # a refinement at half resolution keeps small details (the mouth is ~6 px wide)
                 layers += [nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
             c_in = c_out
         self.trunk = nn.Sequential(*layers)

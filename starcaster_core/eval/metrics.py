@@ -14,10 +14,11 @@ view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured h
 identity_distance      mean over frames of the RMS difference between the identity read from
                        a frame and the target identity, optionally per-dimension scaled (lower)
 pose_diversity_deg     mean over yaw / pitch / roll of the std over time of the head pose
-                       (higher = livelier; a reference-locked head scores ~0)
+                       (higher = livelier; a reference-locked head scores ~0, i.e. the
+                       meters' noise)
 frechet_distance       Frechet distance of Gaussians fitted to two feature sets (lower)
 continuity_ratio       mean frame-to-frame change across chunk boundaries / the same within
-                       chunks (1.0 = seamless; > 1 = visible seams)
+                       chunks (1.0 = seamless; > 1 = visible seams; NaN for a frozen video)
 drift_ratio            quality of the last window / quality of the first (1.0 = no drift);
                        see ``window_quality`` for the per-window quality
 =====================  =====================================================================
@@ -46,6 +47,14 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 def lipsync_r(measured_opening: torch.Tensor, gt_opening: torch.Tensor) -> float:
     """(T,) measured mouth opening vs (T,) ground-truth opening from the audio -> Pearson r."""
     return pearson(measured_opening, gt_opening)
+
+
+def shuffle_blocks(track: torch.Tensor, block: int, generator: torch.Generator) -> torch.Tensor:
+    """A (T, ...) track cut into blocks of ``block`` frames, put back in random order ("shuffled
+    audio": each piece is real speech, but at the wrong moment)."""
+    parts = list(track.split(max(1, block)))
+    order = torch.randperm(len(parts), generator=generator).tolist()
+    return torch.cat([parts[i] for i in order])
 
 
 def angle_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -105,15 +114,16 @@ def frame_changes(frames: torch.Tensor) -> torch.Tensor:
 def continuity_ratio(frames: torch.Tensor, chunk: int, eps: float = 1e-6) -> float:
     """Mean change across chunk boundaries (frame k*chunk - 1 -> k*chunk) / mean change within chunks.
 
-    1.0 means the seams are invisible; a perfectly static video scores 1.0 (0 / 0 -> 1).
+    1.0 means the seams are invisible. NaN (undefined) when there is nothing to compare: one
+    chunk only, chunk 1, or a frozen video (no change within chunks, e.g. an untrained model).
     """
     assert chunk >= 1, "chunk must be >= 1"
     d = frame_changes(frames)  # (T - 1,): d[i] is the change into frame i + 1
     into = torch.arange(1, frames.shape[0])
     seam = into % chunk == 0
-    if not bool(seam.any()) or bool(seam.all()):
-        return 1.0  # one chunk only (or chunk 1): there is nothing to compare
-    return float((d[seam].mean() + eps) / (d[~seam].mean() + eps))
+    if not bool(seam.any()) or bool(seam.all()) or float(d[~seam].mean()) < eps:
+        return math.nan
+    return float(d[seam].mean() / d[~seam].mean())
 
 
 def window_quality(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: float,

@@ -1,0 +1,99 @@
+"""The metrics table: what each metric needs, its chance baseline, its target, pass / fail."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .evaluate import ClipResult, Score
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    baseline: str  # what the baseline column is (it should score near chance)
+    target: str  # the target a trained model is checked against
+    needs: str  # what ground truth the metric needs
+
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    "lipsync_r": MetricInfo("shuffled audio", ">= 0.85", "audio only (the lip-sync rule)"),
+    "view_error_deg": MetricInfo("wrong camera", "<= 5", "requested camera (still-head clip)"),
+    "identity_distance": MetricInfo("wrong identity", "< baseline", "world identity or portrait (meter)"),
+    "identity_distance_model": MetricInfo("wrong identity", "< baseline", "conditioning embedding (model encoder)"),
+    "fidelity_fd": MetricInfo("noise frames", "<= 2x GT", "GT renders (world identity)"),
+    "continuity": MetricInfo("GT, chunks shuffled", "<= 1.2", "nothing"),
+    "drift_ratio": MetricInfo("GT fading to noise", ">= 0.95", "GT renders + audio"),
+    "pose_diversity_deg": MetricInfo("reference-locked", "> baseline", "still-head clip (camera reference)"),
+}
+NOTES = (
+    "ground truth = the world rendered for the same audio and camera (lip-sync rule, seeded head motion);",
+    "  GT column: the metric on that ground truth (fidelity: a second GT render vs the first).",
+    "view_error_deg is measured on a second generation with a still head (motion 0); pose diversity",
+    "  is the head pose of the main video relative to that still-head video (continuity: n/a = frozen video).",
+    "identity/fidelity/drift compare with a world identity: with a portrait or saved identity the GT",
+    "  uses a random world identity, so read those rows as relative numbers only.",
+)
+
+
+def check(name: str, s: Score) -> str:
+    """'pass' / 'FAIL' / '' (no target or no value) of a model score against its target."""
+    v = s.model
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    rules = {
+        "lipsync_r": lambda: v >= 0.85,
+        "view_error_deg": lambda: v <= 5.0,
+        "continuity": lambda: v <= 1.2,
+        "drift_ratio": lambda: v >= 0.95,
+        "fidelity_fd": lambda: s.gt is not None and v <= 2.0 * s.gt,
+        "pose_diversity_deg": lambda: s.baseline is not None and v > s.baseline,
+        "identity_distance": lambda: s.baseline is not None and v < s.baseline,
+        "identity_distance_model": lambda: s.baseline is not None and v < s.baseline,
+    }
+    if name not in rules:
+        return ""
+    return "pass" if rules[name]() else "FAIL"
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.3f}"
+
+
+def format_table(scores: dict[str, Score], title: str = "") -> str:
+    head = ("metric", "model", "GT", "baseline", "baseline is", "target", "check", "needs")
+    rows = [head]
+    for name, s in scores.items():
+        info = METRIC_INFO.get(name, MetricInfo("", "", ""))
+        rows.append((name, _fmt(s.model), _fmt(s.gt), _fmt(s.baseline), info.baseline, info.target,
+                     check(name, s), info.needs))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [title] if title else []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_clips(results: list[ClipResult]) -> str:
+    """One line per clip: its info and model scores."""
+    lines = []
+    for r in results:
+        vals = " ".join(f"{k}={_fmt(s.model)}" for k, s in r.scores.items())
+        where = f"{r.info.get('identity')}, {r.info.get('trajectory')}, {r.info.get('seconds')} s"
+        lines.append(f"{r.name} [{where}]: {vals}")
+    return "\n".join(lines)
+
+
+def to_json(results: list[ClipResult], summary: dict[str, Score]) -> dict:
+    def clean(v: float | None) -> float | None:
+        return None if v is None or math.isnan(v) else v
+
+    def row(s: Score) -> dict:
+        return {"model": clean(s.model), "gt": clean(s.gt), "baseline": clean(s.baseline)}
+
+    return {
+        "summary": {k: {**row(s), "check": check(k, s), **METRIC_INFO[k].__dict__} for k, s in summary.items()},
+        "clips": [{"name": r.name, "info": r.info, "scores": {k: row(s) for k, s in r.scores.items()}}
+                  for r in results],
+    }

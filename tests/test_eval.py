@@ -1,0 +1,184 @@
+"""Tests of the evaluation metrics and meters (starcaster_core.eval): ground truth scores near
+perfect, shuffled audio / wrong cameras / injected seams / noise score near chance. CPU, seconds."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from starcaster_core.eval import metrics as M
+from starcaster_core.eval.evaluate import STILL
+from starcaster_core.eval.geometry import head_pose_from_view, view_angles
+from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, load_meters, meters_info, save_meters
+from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRIC_NAMES = ("lipsync_r", "view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd",
+                "continuity", "drift_ratio", "pose_diversity_deg")
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def meters() -> Meters:
+    return load_meters(DEFAULT_METERS)
+
+
+@pytest.fixture(scope="module")
+def talking() -> dict:
+    """3 s of a held-out world identity speaking, seen from a fixed side view."""
+    wave, sr = speech_audio(3.0, 10_001, "formant")
+    camera = torch.tensor([15.0, 5.0, 0.0, 1.0])
+    return talking_sequence(sample_identity(10_001), (wave, sr), 25.0, camera, _gen(1))
+
+
+@pytest.fixture(scope="module")
+def orbit() -> dict:
+    return orbit_sequence(sample_identity(10_002), 50, _gen(2))
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+def test_pearson_and_lipsync_edge_cases():
+    t = torch.linspace(0, 6.28, 100)
+    assert M.lipsync_r(torch.sin(t), torch.sin(t)) == pytest.approx(1.0)
+    assert M.lipsync_r(-torch.sin(t), torch.sin(t)) == pytest.approx(-1.0)
+    assert M.lipsync_r(torch.zeros(100), torch.sin(t)) == 0.0  # a frozen mouth: r is defined as 0
+
+
+def test_view_geometry_round_trips():
+    g = _gen(0)
+    camera = torch.cat([torch.randn(64, 3, generator=g) * torch.tensor([30.0, 10.0, 4.0]), torch.ones(64, 1)], 1)
+    pose = torch.randn(64, 3, generator=g) * torch.tensor([12.0, 6.0, 4.0])
+    assert torch.allclose(view_angles(camera), camera[:, :3], atol=1e-3)  # still head: view = camera
+    assert torch.allclose(head_pose_from_view(view_angles(camera, pose), camera), pose, atol=1e-3)
+    assert M.view_error_deg(torch.tensor([[179.0, 0.0, 0.0]]), torch.tensor([[-179.0, 0.0, 0.0, 1.0]])) == \
+        pytest.approx(1.0)  # wrapped angles
+
+
+def test_frechet_distance_basics():
+    g = _gen(0)
+    a = torch.randn(400, 8, generator=g)
+    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = M.frechet_distance(a, a + 2.0)  # mean shift of 2 in 8 dims: 32
+    assert shifted == pytest.approx(32.0, rel=1e-4)
+    scaled = M.frechet_distance(torch.randn(4000, 2, generator=g), 3 * torch.randn(4000, 2, generator=g))
+    assert scaled == pytest.approx(2 * (3 - 1) ** 2, rel=0.1)  # tr(C1 + C2 - 2 sqrt(C1 C2)) = 2 * (3 - 1)^2
+
+
+def test_drift_ratio_and_windows():
+    assert M.drift_ratio(0.8, 0.8) == 1.0
+    assert M.drift_ratio(0.8, 0.4) == pytest.approx(0.5)
+    early, late = M.drift_windows(1500, 250)
+    assert (early.start, early.stop, late.start, late.stop) == (0, 250, 1250, 1500)
+    early, late = M.drift_windows(30, 250)  # at most a third of the clip each
+    assert early.stop == 10 and late.start == 20
+
+
+def test_meters_save_load_round_trip(tmp_path):
+    meters = Meters(MeterConfig(widths=(8, 8), features=16))
+    save_meters(meters, tmp_path / "m.safetensors", {"note": "tiny"})
+    back = load_meters(tmp_path / "m.safetensors")
+    assert back.config == meters.config and meters_info(tmp_path / "m.safetensors") == {"note": "tiny"}
+    x = torch.rand(3, 3, 64, 64)
+    assert torch.allclose(back.measure(x).features, meters.measure(x).features)
+
+
+def test_shipped_meters_are_small_and_documented():
+    assert DEFAULT_METERS.is_file() and DEFAULT_METERS.stat().st_size < 2_000_000
+    acc = meters_info()["heldout_accuracy"]
+    assert acc["jaw_r"] > 0.95 and acc["view_yaw_mae_deg"] < 3.0
+    assert acc["identity_rmse"] < 0.6 * acc["identity_rmse_chance"]
+
+
+# ---------------------------------------------------------------- metrics on ground truth vs chance
+
+
+def test_lipsync_gt_near_perfect_and_shuffled_near_chance(meters, talking):
+    measured = meters.measure(talking["frames"]).mouth
+    gt = talking["mouth"]
+    assert M.lipsync_r(measured, gt) >= 0.9
+    other = talking_sequence(sample_identity(10_001), speech_audio(3.0, 10_003, "formant"), 25.0, None, _gen(1))
+    assert abs(M.lipsync_r(measured, other["mouth"])) < 0.3  # somebody else's audio
+    g = _gen(5)
+    shuffled = [M.lipsync_r(measured, M.shuffle_blocks(gt, 5, g)) for _ in range(20)]  # 0.2 s pieces reordered
+    assert sum(abs(r) for r in shuffled) / len(shuffled) < 0.25
+
+
+def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):
+    view = meters.measure(orbit["frames"]).view
+    camera = orbit["camera"]
+    assert M.view_error_deg(view, camera) < 5.0
+    wrong = camera.clone()
+    wrong[:, 0] = -camera[:, 0]  # the orbit mirrored
+    wrong[:, 1] = camera[:, 1] + 10.0
+    assert M.view_error_deg(view, wrong) > 15.0
+
+
+def test_identity_distance_gt_vs_wrong_identity(meters, talking):
+    measured = meters.measure(talking["frames"]).identity
+    right = M.identity_distance(measured, talking["identity"])
+    wrong = M.identity_distance(measured, sample_identity(4242).identity_vector())
+    assert right < 0.6 * wrong
+
+
+def test_pose_diversity_gt_above_still_head(meters, talking, orbit):
+    # against the requested camera (a still head on an orbit is the reference-locked case)
+    moving = M.pose_diversity(head_pose_from_view(meters.measure(talking["frames"]).view, talking["camera"]))
+    locked = M.pose_diversity(head_pose_from_view(meters.measure(orbit["frames"]).view, orbit["camera"]))
+    assert moving > 2.0 * locked
+    assert moving == pytest.approx(float(talking["pose"].std(0).mean()), rel=0.5)
+    # as the CLI measures it: relative to a still-head video of the same audio and camera
+    audio = (talking["audio"].numpy(), 16000)
+    still = [talking_sequence(sample_identity(10_001), audio, 25.0, talking["camera"][0], _gen(s), motion=STILL)
+             for s in (1, 2)]
+    v_still, v_still2 = (meters.measure(x["frames"]).view for x in still)
+    relative = M.pose_diversity(head_pose_from_view(meters.measure(talking["frames"]).view, v_still))
+    assert relative == pytest.approx(float(talking["pose"].std(0).mean()), rel=0.5)
+    assert relative > 2.0 * M.pose_diversity(head_pose_from_view(v_still2, v_still))
+
+
+def test_continuity_smooth_vs_injected_jumps(talking):
+    frames = talking["frames"]
+    assert M.continuity_ratio(frames, 4) == pytest.approx(1.0, abs=0.25)
+    jumps = frames.clone()
+    offsets = 0.08 * (torch.arange(frames.shape[0]) // 4 % 2 * 2 - 1).float()  # brightness flips every chunk
+    jumps = (jumps + offsets.view(-1, 1, 1, 1)).clamp(0, 1)
+    assert M.continuity_ratio(jumps, 4) > 3.0
+    assert math.isnan(M.continuity_ratio(frames[:1].expand(20, -1, -1, -1), 4))  # frozen: undefined
+
+
+def test_frechet_gt_vs_gt_small_vs_noise_large(meters, talking):
+    again = talking_sequence(sample_identity(10_001), (talking["audio"].numpy(), 16000), 25.0,
+                             talking["camera"][0], _gen(7))  # same clip, other blinks and head motion
+    f_gt, f_again = meters.measure(talking["frames"]).features, meters.measure(again["frames"]).features
+    noise = (0.5 + 0.25 * torch.randn(talking["frames"].shape, generator=_gen(3))).clamp(0, 1)
+    gt_gt = M.frechet_distance(f_again, f_gt)
+    assert M.frechet_distance(meters.measure(noise).features, f_gt) > 10 * gt_gt
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_cli_end_to_end_on_unseen_audio(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    t = torch.arange(int(0.6 * 22050)) / 22050  # 0.6 s at a rate the model never saw, stereo
+    tone = 0.3 * torch.sin(2 * torch.pi * 220 * t) * (torch.sin(2 * torch.pi * 3 * t) > 0)
+    sf.write(tmp_path / "clip.wav", torch.stack([tone, 0.5 * tone], 1).numpy(), 22050)
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "starcaster_core.eval", "--checkpoint", "default", "--audio",
+           str(tmp_path / "clip.wav"), "--identity", "seed:5", "--trajectory", "orbit_left", "--steps", "1",
+           "--json", str(tmp_path / "scores.json")]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in METRIC_NAMES:
+        assert name in out.stdout, f"{name} missing from the table:\n{out.stdout}"
+    assert (tmp_path / "scores.json").is_file()
