@@ -5,8 +5,10 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..starcaster_core.audio import audio_features
-
 from .types import CATEGORY, AudioFeatures, StarcasterModel
+from .validate import user_errors
+
+NAME = "STARCaster Audio Features"
 
 
 class AudioFeaturesNode(io.ComfyNode):
@@ -14,9 +16,10 @@ class AudioFeaturesNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="STARCasterAudioFeatures",
-            display_name="STARCaster Audio Features",
+            display_name=NAME,
             category=CATEGORY,
-            description="Speech features aligned to video frames: ceil(duration x fps) frames, never shorter than the audio.",
+            description="Speech features aligned to video frames: ceil(duration x fps) frames, "
+                        "never shorter than the audio.",
             inputs=[
                 StarcasterModel.Input("model"),
                 io.Audio.Input("audio"),
@@ -31,10 +34,11 @@ class AudioFeaturesNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, audio: dict, fps: float) -> io.NodeOutput:
-        waveform = audio["waveform"]  # (B, C, S)
-        if waveform.ndim != 3 or waveform.shape[0] != 1:
-            raise ValueError(f"expected one audio clip [1, channels, samples], got {tuple(waveform.shape)}; "
-                             "split the batch first")
-        feats = audio_features(waveform[0], int(audio["sample_rate"]), fps, model.module.config)
+        with user_errors(NAME):
+            waveform = audio["waveform"]  # (B, C, S)
+            if waveform.ndim != 3 or waveform.shape[0] != 1:
+                raise ValueError(f"expected one audio clip [1, channels, samples], got {tuple(waveform.shape)}; "
+                                 "connect a single clip (e.g. straight from LoadAudio)")
+            feats = audio_features(waveform[0], audio["sample_rate"], fps, model.module.config)
         text = f"{feats.n_frames} frames = ceil({feats.duration:.3f} s x {fps:g} fps)"
         return io.NodeOutput(feats, feats.n_frames, fps, ui={"text": [text]})

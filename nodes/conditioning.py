@@ -5,8 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..starcaster_core.generate import SpeechConditioning as Speech
-
 from .types import CATEGORY, AudioFeatures, Identity, SpeechConditioning
+from .validate import user_errors
 
 
 class LipSyncConditioning(io.ComfyNode):
@@ -29,4 +29,9 @@ class LipSyncConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio_features, identity, lip_sync_strength: float, motion_intensity: float) -> io.NodeOutput:
-        return io.NodeOutput(Speech(audio_features, identity, lip_sync_strength, motion_intensity))
+        with user_errors("STARCaster Lip-Sync Conditioning"):
+            for name, value, top in (("lip_sync_strength", lip_sync_strength, 3.0),
+                                     ("motion_intensity", motion_intensity, 2.0)):
+                if not 0.0 <= value <= top:  # also refuses NaN
+                    raise ValueError(f"{name} {value} is out of range; use 0 to {top:g} (1.0 = as trained)")
+            return io.NodeOutput(Speech(audio_features, identity, lip_sync_strength, motion_intensity))

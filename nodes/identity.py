@@ -8,20 +8,30 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..starcaster_core.identity import encode_portrait, load_identity, mix, random_identity, save_identity
-
+from ..starcaster_core.identity import (
+    IdentityError,
+    encode_portrait,
+    load_identity,
+    mix,
+    random_identity,
+    save_identity,
+)
 from .types import CATEGORY, Identity, StarcasterModel
+from .validate import not_in, safe_prefix, user_errors
 
 FOLDER = "starcaster_identities"
 SUBFOLDER = "starcaster_identities"
+MISSING_FIX = (f"save one with 'STARCaster Save Identity' (it lands in output/{SUBFOLDER}/) or put it in "
+               f"models/{FOLDER}/, then press R to refresh the list")
 
 
 def single_rgb(image: torch.Tensor) -> torch.Tensor:
     """One (H, W, 3) image from a ComfyUI IMAGE batch, with a clear error otherwise."""
     if image.ndim != 4:
-        raise ValueError(f"expected an IMAGE batch [N, H, W, C], got shape {tuple(image.shape)}")
+        raise IdentityError(f"expected an IMAGE batch [N, H, W, C], got shape {tuple(image.shape)}; "
+                            "connect an image from LoadImage")
     if image.shape[0] != 1:
-        raise ValueError(
+        raise IdentityError(
             f"got {image.shape[0]} portraits; STARCaster Identity takes one. Pick one with "
             "'ImageFromBatch', or make identities separately and blend them with 'STARCaster Mix Identity'"
         )
@@ -31,7 +41,7 @@ def single_rgb(image: torch.Tensor) -> torch.Tensor:
     elif img.shape[-1] == 4:
         img = img[..., :3]  # RGBA -> RGB (alpha ignored)
     elif img.shape[-1] != 3:
-        raise ValueError(f"the image has {img.shape[-1]} channels; use an RGB, RGBA or grayscale image")
+        raise IdentityError(f"the image has {img.shape[-1]} channels; use an RGB, RGBA or grayscale image")
     return img
 
 
@@ -54,8 +64,10 @@ class IdentityFromImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image: torch.Tensor, crop: str) -> io.NodeOutput:
-        model.load()
-        return io.NodeOutput(encode_portrait(model.module, single_rgb(image), crop))
+        with user_errors("STARCaster Identity (portrait)"):
+            portrait = single_rgb(image)
+            model.load()
+            return io.NodeOutput(encode_portrait(model.module, portrait, crop))
 
 
 class LoadIdentity(io.ComfyNode):
@@ -71,8 +83,17 @@ class LoadIdentity(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, identity_file: str | None = None) -> bool | str:
+        """Refuse names that are not in the identity folders before anything runs (no path tricks)."""
+        return not_in(identity_file, folder_paths.get_filename_list(FOLDER), "identity file", MISSING_FIX) or True
+
+    @classmethod
     def execute(cls, identity_file: str) -> io.NodeOutput:
-        return io.NodeOutput(load_identity(folder_paths.get_full_path_or_raise(FOLDER, identity_file)))
+        with user_errors("STARCaster Load Identity"):
+            path = folder_paths.get_full_path(FOLDER, identity_file)
+            if cls.validate_inputs(identity_file) is not True or path is None:
+                raise IdentityError(f"identity file {identity_file!r} not found; {MISSING_FIX}")
+            return io.NodeOutput(load_identity(path))
 
 
 class MixIdentity(io.ComfyNode):
@@ -90,7 +111,8 @@ class MixIdentity(io.ComfyNode):
 
     @classmethod
     def execute(cls, a, b, weight: float) -> io.NodeOutput:
-        return io.NodeOutput(mix(a, b, weight))
+        with user_errors("STARCaster Mix Identity"):
+            return io.NodeOutput(mix(a, b, weight))
 
 
 class RandomIdentity(io.ComfyNode):
@@ -108,7 +130,8 @@ class RandomIdentity(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed: int) -> io.NodeOutput:
-        return io.NodeOutput(random_identity(model.module, seed))
+        with user_errors("STARCaster Random Identity"):
+            return io.NodeOutput(random_identity(model.module, seed))
 
 
 class SaveIdentity(io.ComfyNode):
@@ -127,8 +150,11 @@ class SaveIdentity(io.ComfyNode):
     @classmethod
     def execute(cls, identity, filename_prefix: str) -> io.NodeOutput:
         out_dir = folder_paths.get_output_directory()
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            os.path.join(SUBFOLDER, filename_prefix), out_dir)  # refuses paths that leave output/
+        with user_errors("STARCaster Save Identity"):
+            prefix = safe_prefix(filename_prefix, SUBFOLDER)  # never leaves output/starcaster_identities/
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
         path = os.path.join(folder, f"{name}_{counter:05}.safetensors")
+        root = os.path.abspath(os.path.join(out_dir, SUBFOLDER))
+        assert os.path.commonpath([root, os.path.abspath(path)]) == root, f"{path} is outside {root}"
         save_identity(identity, path)
         return io.NodeOutput(ui={"text": [f"saved {os.path.relpath(path, out_dir)}"]})

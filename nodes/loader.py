@@ -11,13 +11,15 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..starcaster_core.checkpoint import load_checkpoint
+from ..starcaster_core.checkpoint import CheckpointError, load_checkpoint
 from ..starcaster_core.default import DEFAULT_NAME, default_model
 from ..starcaster_core.model import STARCaster
-
 from .types import CATEGORY, StarcasterModel
+from .validate import not_in, user_errors
 
 FOLDER = "starcaster"
+MISSING_FIX = ("put the .safetensors file in models/starcaster/ and press R to refresh the list, "
+               "or pick the embedded demo model")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -51,7 +53,8 @@ class ModelLoader(io.ComfyNode):
             node_id="STARCasterModelLoader",
             display_name="STARCaster Model Loader",
             category=CATEGORY,
-            description="Loads a STARCaster model from models/starcaster/, or the small demo model embedded in the pack.",
+            description="Loads a STARCaster model from models/starcaster/, "
+                        "or the small demo model embedded in the pack.",
             inputs=[
                 io.Combo.Input("model_name", options=[DEFAULT_NAME, *folder_paths.get_filename_list(FOLDER)],
                                default=DEFAULT_NAME, tooltip="Files in models/starcaster/ (*.safetensors)"),
@@ -62,14 +65,29 @@ class ModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name: str | None = None, precision: str | None = None) -> bool | str:
+        """Refuse names that are not in models/starcaster/ before anything runs (no path tricks)."""
+        return (not_in(model_name, [DEFAULT_NAME, *folder_paths.get_filename_list(FOLDER)], "model", MISSING_FIX)
+                or not_in(precision, ["auto", *DTYPES], "precision", "pick auto, fp32, bf16 or fp16")
+                or True)
+
+    @classmethod
     def execute(cls, model_name: str, precision: str) -> io.NodeOutput:
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
+        with user_errors("STARCaster Model Loader"):
+            problem = cls.validate_inputs(model_name, precision)
+            if problem is not True:
+                raise CheckpointError(problem)
         dtype = pick_dtype(precision, load_device)
         ops = comfy.ops.disable_weight_init  # offloadable layers, like ComfyUI's own models
-        if model_name == DEFAULT_NAME:
-            module = default_model(ops, dtype)
-        else:
-            module = load_checkpoint(folder_paths.get_full_path_or_raise(FOLDER, model_name), ops, dtype)
+        with user_errors("STARCaster Model Loader"):
+            if model_name == DEFAULT_NAME:
+                module = default_model(ops, dtype)
+            else:
+                path = folder_paths.get_full_path(FOLDER, model_name)
+                if path is None:  # deleted since the prompt was validated
+                    raise CheckpointError(f"checkpoint {model_name!r} not found in models/{FOLDER}/; {MISSING_FIX}")
+                module = load_checkpoint(path, ops, dtype)
         patcher = comfy.model_patcher.ModelPatcher(module, load_device=load_device, offload_device=offload_device)
         return io.NodeOutput(LoadedModel(patcher, model_name))

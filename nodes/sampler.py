@@ -8,11 +8,12 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..starcaster_core.generate import MAX_CHUNK, MAX_CONTEXT, GenerateSettings, generate
-
+from ..starcaster_core.generate import MAX_CHUNK, MAX_CONTEXT, GenerateSettings, check_settings, generate
 from .types import CATEGORY, CameraTrajectory, SpeechConditioning, StarcasterModel
+from .validate import user_errors
 
 PREVIEW_SIZE = 256
+NAME = "STARCaster AR Sampler"
 
 
 def to_image(chunk: torch.Tensor) -> torch.Tensor:
@@ -31,7 +32,7 @@ class ARSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="STARCasterARSampler",
-            display_name="STARCaster AR Sampler",
+            display_name=NAME,
             category=CATEGORY,
             description="Generates the talking-head video chunk after chunk (KV cache), for audio of any length.",
             inputs=[
@@ -43,7 +44,8 @@ class ARSampler(io.ComfyNode):
                                tooltip="Classifier-free guidance on the audio (1 = off)"),
                 io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
                                tooltip="Classifier-free guidance on the identity (1 = off)"),
-                io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK, tooltip="Frames generated per step of the AR loop"),
+                io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK,
+                             tooltip="Frames generated per step of the AR loop"),
                 io.Int.Input("context_window", default=8, min=0, max=MAX_CONTEXT,
                              tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
                 CameraTrajectory.Input("camera", optional=True),
@@ -56,10 +58,12 @@ class ARSampler(io.ComfyNode):
     def execute(cls, model, conditioning, seed, steps, audio_guidance, identity_guidance, chunk_size,
                 context_window, camera=None, vae=None) -> io.NodeOutput:
         config = model.module.config
-        if config.space == "latent" and vae is None:
-            raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
-        settings = GenerateSettings(seed, steps, 1.0, audio_guidance, identity_guidance, chunk_size, context_window)
         n_frames = conditioning.features.n_frames
+        with user_errors(NAME):
+            if config.space == "latent" and vae is None:
+                raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
+            settings = GenerateSettings(seed, steps, 1.0, audio_guidance, identity_guidance, chunk_size, context_window)
+            check_settings(settings)
         bar = comfy.utils.ProgressBar(n_frames * steps)
 
         def on_step(info: dict) -> None:
@@ -68,12 +72,15 @@ class ARSampler(io.ComfyNode):
             bar.update_absolute(done, preview=shown)
 
         device = model.load()
-        frames = []
-        with torch.inference_mode():
-            for _, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
-                                     interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
-                frames.append(to_image(chunk) if vae is None else vae.decode(chunk).cpu())  # (K, H, W, 3)
+        video = None  # (T, H, W, 3), filled chunk by chunk: no second copy of a long video
+        with torch.inference_mode(), user_errors(NAME):
+            for start, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
+                                         interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
+                frames = to_image(chunk) if vae is None else vae.decode(chunk).cpu()  # (K, H, W, 3)
+                if video is None:
+                    video = torch.empty((n_frames, *frames.shape[1:]), dtype=frames.dtype)
+                video[start : start + frames.shape[0]] = frames
         used = camera if camera is not None else torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
         ui = {"text": [f"{n_frames} frames at {conditioning.features.fps:g} fps"],
               "camera": [[round(v, 3) for v in row] for row in used.tolist()]}  # what was honoured
-        return io.NodeOutput(torch.cat(frames), conditioning.features.fps, ui=ui)
+        return io.NodeOutput(video, conditioning.features.fps, ui=ui)

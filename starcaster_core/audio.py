@@ -19,6 +19,8 @@ from .config import ModelConfig
 
 MEL_HOP_SECONDS = 0.01  # 100 mel frames per second
 DB_FLOOR, DB_CEIL = -100.0, 20.0  # log-mel range kept; features are (dB + 40) / 30
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000  # below 4 kHz there is no speech band left
+MAX_AMPLITUDE = 1000.0  # float audio is nominally in [-1, 1]; far beyond that it is not audio
 
 
 class AudioError(ValueError):
@@ -50,6 +52,8 @@ def log_mel(mono: np.ndarray, sample_rate: int, n_mels: int) -> np.ndarray:
     import librosa  # heavy import (numba); only when features are made
 
     hop = int(round(sample_rate * MEL_HOP_SECONDS))
+    if mono.shape[0] < 4 * hop:  # shorter than one FFT window: pad with silence (no librosa warning)
+        mono = np.pad(mono, (0, 4 * hop - mono.shape[0]))
     mel = librosa.feature.melspectrogram(
         y=mono, sr=sample_rate, n_fft=4 * hop, hop_length=hop, n_mels=n_mels, fmin=50.0,
         fmax=sample_rate / 2, center=True,
@@ -57,19 +61,40 @@ def log_mel(mono: np.ndarray, sample_rate: int, n_mels: int) -> np.ndarray:
     return _normalise(librosa.power_to_db(mel, ref=1.0, top_db=None)).astype(np.float32)
 
 
+def check_sample_rate(sample_rate: int | float) -> int:
+    """The sample rate as an int, or an AudioError saying what to do."""
+    try:
+        rate = int(sample_rate)
+        whole = not isinstance(sample_rate, bool) and rate == sample_rate
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        whole = False
+    if not whole:
+        raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate!r}; load the audio "
+                         "with LoadAudio")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"the sample rate {rate} Hz is unusable; use audio sampled between "
+                         f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz (16000, 44100 or 48000 are typical)")
+    return rate
+
+
 def to_mono(waveform: np.ndarray | torch.Tensor, sample_rate: int, target_rate: int) -> np.ndarray:
     """(S,) or (C, S) -> mono float32 at target_rate, validated."""
+    sample_rate = check_sample_rate(sample_rate)
     wav = np.asarray(waveform.detach().cpu().float() if torch.is_tensor(waveform) else waveform, dtype=np.float32)
     if wav.ndim == 1:
         wav = wav[None]
     if wav.ndim != 2:
-        raise AudioError(f"audio must be (channels, samples), got shape {wav.shape}")
+        raise AudioError(f"audio must be (channels, samples), got shape {wav.shape}; use a single clip")
+    if wav.shape[0] == 0:
+        raise AudioError("the audio has 0 channels; load a file that contains sound")
     if wav.shape[1] == 0:
         raise AudioError("the audio is empty (0 samples); load a file that contains sound")
     if not np.isfinite(wav).all():
         raise AudioError("the audio contains NaN or infinite samples; re-export or clean the file")
-    if sample_rate <= 0:
-        raise AudioError(f"invalid sample rate {sample_rate}")
+    peak = float(np.abs(wav).max())
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(f"the audio peaks at {peak:.3g}, far outside [-1, 1]; normalise it (e.g. lower the "
+                         "volume with 'Audio Adjust Volume') and try again")
     mono = wav.mean(axis=0)
     if sample_rate != target_rate:
         import librosa
@@ -86,7 +111,8 @@ def audio_features(
 ) -> AudioFeatures:
     """Per-frame audio windows for a clip: see the module docstring."""
     if not (fps > 0 and math.isfinite(fps)):
-        raise AudioError(f"fps must be a positive number, got {fps}")
+        raise AudioError(f"fps must be a positive number, got {fps}; set fps to e.g. 25")
+    sample_rate = check_sample_rate(sample_rate)
     n_samples = waveform.shape[-1]
     duration = n_samples / float(sample_rate)
     mono = to_mono(waveform, sample_rate, config.sample_rate)

@@ -6,8 +6,10 @@ refuses foreign or mismatched files with a message that says what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "starcaster"
 FORMAT_VERSION = 1
+MAX_CONFIG_NUMBER = 65536  # no size in a sane config comes near this
 
 
 class CheckpointError(ValueError):
@@ -39,7 +42,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a STARCaster safetensors file, validated."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}; put the .safetensors file there or pick another")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -53,8 +56,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             f"{path.name} is a safetensors file but not a STARCaster checkpoint (no "
             f"'format: {FORMAT}' in its metadata). Put only STARCaster models in models/starcaster/."
         )
-    version = int(meta.get("format_version", "0"))
-    if version != FORMAT_VERSION:
+    version = meta.get("format_version", "0")
+    if version != str(FORMAT_VERSION):
         raise CheckpointError(
             f"{path.name} has checkpoint format {version}; this STARCaster reads format "
             f"{FORMAT_VERSION}. Update the node pack or re-export the checkpoint."
@@ -62,28 +65,72 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def _config_of(path: Path, meta: dict[str, str]) -> ModelConfig:
+    """The ModelConfig in the metadata, with every field of the right type and sane sizes."""
+    try:
+        data = json.loads(meta["config"])
+        if not isinstance(data, dict):
+            raise TypeError(f"config is a {type(data).__name__}, not an object")
+        for f in dataclasses.fields(ModelConfig):
+            if f.name not in data:
+                continue
+            value, default = data[f.name], getattr(ModelConfig(), f.name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  if isinstance(default, float) else type(value) is type(default))
+            if not ok:
+                raise TypeError(f"{f.name} must be {type(default).__name__}, got {value!r}")
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not (math.isfinite(value) and 0 <= value <= MAX_CONFIG_NUMBER):
+                    raise ValueError(f"{f.name} = {value!r} is out of range")
+        config = ModelConfig.from_json(meta["config"])
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise CheckpointError(
+            f"{path.name}: its config metadata is invalid ({e}). The file is damaged or was edited; "
+            "re-export it with starcaster_core.checkpoint.save_checkpoint."
+        ) from e
+    return config
+
+
+def _expected_shapes(config: ModelConfig, path: Path) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes the config implies, from a model built on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            model = STARCaster(config)
+    except Exception as e:  # a config the model cannot be built from (bad sizes)
+        raise CheckpointError(f"{path.name}: no STARCaster can be built from its config ({e}); re-export it.") from e
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def load_checkpoint(
     path: str | Path, operations=TORCH_OPS, dtype: torch.dtype | None = None
 ) -> STARCaster:
-    """Rebuild the model from the file's config metadata and load its weights (on the CPU)."""
+    """Rebuild the model from the file's config metadata and load its weights (on the CPU).
+
+    The tensor shapes in the file are checked against the config before any weight is read or
+    the model is allocated, so a mismatched or hostile config cannot blow up memory."""
+    path = Path(path)
     meta = read_metadata(path)
-    try:
-        config = ModelConfig.from_json(meta["config"])
-    except (KeyError, TypeError, ValueError, AssertionError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{Path(path).name}: its config metadata is invalid ({e}).") from e
-    model = STARCaster(config, operations)
+    config = _config_of(path, meta)
+    expected = _expected_shapes(config, path)
     with safe_open(str(path), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        missing = sorted(set(expected) - set(shapes))
+        unexpected = sorted(set(shapes) - set(expected))
+        wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k] != expected[k])
+        if missing or unexpected or wrong:
+            raise CheckpointError(
+                f"{path.name}: weights do not match its config '{config.name}' "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
+                "The file is damaged or was edited; re-export it."
+            )
         state = {k: f.get_tensor(k) for k in f.keys()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
         raise CheckpointError(
-            f"{Path(path).name}: weights do not match its config '{config.name}' "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}). "
-            "The file is damaged or was edited; re-export it."
+            f"{path.name}: weights {bad[:3]} hold NaN or infinite values (a diverged training run?); "
+            "use an earlier checkpoint."
         )
+    model = STARCaster(config, operations)
     model.load_state_dict(state)
     if dtype is not None:
         model.to(dtype)

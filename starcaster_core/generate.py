@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from .audio import AudioFeatures
-from .camera import pose_features
+from .camera import pose_features, validate_trajectory
 from .conditioning import make_conditioning
 from .flow import timesteps
 from .identity import Identity, check_space
@@ -16,6 +17,7 @@ from .model import STARCaster
 from .sampler import Callback, Guidance, sample_chunks
 
 MAX_CHUNK, MAX_CONTEXT = 64, 256
+MAX_GUIDANCE = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,13 @@ def check_settings(settings: GenerateSettings) -> None:
     if not 0 <= settings.context <= MAX_CONTEXT:
         raise ValueError(f"context window {settings.context} is out of range; use 0 to {MAX_CONTEXT} frames")
     if settings.steps < 1:
-        raise ValueError(f"steps must be at least 1, got {settings.steps}")
+        raise ValueError(f"steps must be at least 1, got {settings.steps}; use 4 (1 to 8 is typical)")
+    if not (math.isfinite(settings.shift) and 0 < settings.shift <= MAX_GUIDANCE):
+        raise ValueError(f"timestep shift {settings.shift} is out of range; use a value in (0, {MAX_GUIDANCE}]")
+    for name in ("audio_guidance", "identity_guidance"):
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and 0 <= value <= MAX_GUIDANCE):
+            raise ValueError(f"{name} {value} is out of range; use 0 to {MAX_GUIDANCE} (1.0 = off)")
 
 
 def generate(
@@ -65,6 +73,10 @@ def generate(
     n_frames = speech.features.n_frames
     if camera is None:
         camera = torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
+    try:
+        validate_trajectory(camera)
+    except ValueError as e:
+        raise ValueError(f"{e}; connect a trajectory made by 'STARCaster Camera Trajectory'") from e
     if camera.shape != (n_frames, 4):
         raise ValueError(
             f"the camera trajectory has {camera.shape[0]} frames but the audio needs {n_frames}; "

@@ -21,6 +21,7 @@ from .model import STARCaster
 
 CropMode = Literal["face", "center", "full"]
 IDENTITY_FORMAT = "starcaster-identity"
+MIN_SIDE = 32  # pixels: below this there is no face left to encode
 
 
 class IdentityError(ValueError):
@@ -56,11 +57,16 @@ def face_crop(image: torch.Tensor, mode: CropMode, margin: float = 0.35) -> torc
     "face" finds the largest frontal face with OpenCV's Haar cascade and widens the box by
     `margin` on each side; "center" takes the central square; "full" squashes the whole image.
     """
+    if mode not in ("face", "center", "full"):
+        raise IdentityError(f"unknown crop {mode!r}; choose face, center or full")
     if image.ndim != 3 or image.shape[-1] != 3:
-        raise IdentityError(f"expected one RGB image (H, W, 3), got shape {tuple(image.shape)}")
+        raise IdentityError(f"expected one RGB image (H, W, 3), got shape {tuple(image.shape)}; pass one RGB image")
     h, w = image.shape[:2]
-    if min(h, w) < 32:
-        raise IdentityError(f"the portrait is only {w}x{h} pixels; use an image of at least 64x64")
+    if min(h, w) < MIN_SIDE:
+        raise IdentityError(f"the portrait is only {w}x{h} pixels ({MIN_SIDE}x{MIN_SIDE} is the minimum); "
+                            "use an image of at least 64x64, ideally 256x256 or more")
+    if not torch.isfinite(image).all():
+        raise IdentityError("the portrait contains NaN or infinite pixel values; load the image again")
     top, left, side_h, side_w = 0, 0, h, w
     if mode == "center":
         side_h = side_w = min(h, w)
@@ -80,7 +86,8 @@ def _detect_face(image: torch.Tensor) -> tuple[int, int, int, int]:
         import cv2
     except ImportError as e:
         raise IdentityError("face detection needs opencv-python-headless; install it or use crop 'center'") from e
-    gray = (image.float().mean(-1).clamp(0, 1) * 255).byte().cpu().numpy()
+    rgb = (image.float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # luminance, what the cascade was trained on
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=4, minSize=(24, 24))
     if len(faces) == 0:
@@ -103,7 +110,7 @@ def mix(a: Identity, b: Identity, weight: float) -> Identity:
     if a.space != b.space:
         raise IdentityError("cannot mix identities made by two different STARCaster models")
     if not 0.0 <= weight <= 1.0:
-        raise IdentityError(f"mix weight must be in [0, 1], got {weight}")
+        raise IdentityError(f"mix weight must be in [0, 1], got {weight}; set a weight between 0 and 1")
     lerp = torch.lerp(a.embedding, b.embedding, weight)
     norm = torch.lerp(a.embedding.norm(), b.embedding.norm(), weight)
     return Identity(F.normalize(lerp, dim=0) * norm, a.space, f"mix({a.source}, {b.source}, {weight:g})")
