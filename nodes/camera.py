@@ -9,7 +9,7 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..starcaster_core.camera import CameraPreset, PresetSpec, plot_trajectory
+from ..starcaster_core.camera import CameraPreset, PresetSpec, as_preset, plot_trajectory
 from ..starcaster_core.camera_json import (
     parse_spec,
     render_trajectory,
@@ -64,7 +64,7 @@ class CameraTrajectoryNode(io.ComfyNode):
                 keyframes: str, audio_features=None) -> io.NodeOutput:
         follow = None if audio_features is None else audio_features.n_frames
         n = resolve_length(frames, follow, parse_spec(keyframes))
-        spec = PresetSpec(CameraPreset(preset), amplitude, speed, ease, loop, shake_seed)
+        spec = PresetSpec(as_preset(preset), amplitude, speed, ease, loop, shake_seed)
         traj = render_trajectory(spec, keyframes, n)  # (T, 4)
         return io.NodeOutput(traj, plot_trajectory(traj)[None], ui=_ui_camera(traj))
 
@@ -89,10 +89,11 @@ class SaveCameraTrajectory(io.ComfyNode):
         if not filename_prefix.strip() or os.path.commonpath((root, target)) != root or target == root:
             raise ValueError(f"filename_prefix {filename_prefix!r} leaves output/{SUBFOLDER}/; use a plain name "
                              "or a subfolder inside it, e.g. 'orbit' or 'shots/orbit'")
+        text = trajectory_to_json(trajectory_to_keyframes(camera)) + "\n"  # fails before any file exists
         folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, root)
         path = os.path.join(folder, f"{name}_{counter:05}_.json")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(trajectory_to_json(trajectory_to_keyframes(camera)) + "\n")
+            f.write(text)
         rel = os.path.relpath(path, folder_paths.get_output_directory()).replace(os.sep, "/")
         return io.NodeOutput(ui={"text": [f"saved {rel}"], "files": [rel + OUTPUT_TAG]})
 

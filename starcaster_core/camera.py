@@ -90,7 +90,7 @@ TrajectorySpec = PresetSpec | Sequence[Keyframe]
 # ---------------------------------------------------------------- validation
 
 
-def _as_preset(preset: CameraPreset | str) -> CameraPreset:
+def as_preset(preset: CameraPreset | str) -> CameraPreset:
     try:
         return CameraPreset(preset)
     except ValueError:
@@ -218,7 +218,7 @@ def preset_trajectory(preset: CameraPreset | str, n_frames: int, *, amplitude: f
         out and back), nod and handheld to whole cycles (>= 1).
     seed: handheld's noise (a private ``torch.Generator``); the other presets ignore it.
     """
-    preset = _as_preset(preset)
+    preset = as_preset(preset)
     _check_n_frames(n_frames)
     if not (math.isfinite(amplitude) and math.isfinite(speed) and speed > 0):
         raise ValueError(f"amplitude must be finite and speed finite and > 0, got amplitude={amplitude}, "

@@ -19,7 +19,7 @@ from .camera import (
     Keyframe,
     PresetSpec,
     TrajectorySpec,
-    _as_preset,
+    as_preset,
     build_trajectory,
     combine,
     validate_keyframes,
@@ -46,7 +46,7 @@ def trajectory_to_json(spec: TrajectorySpec) -> str:
     default to 0 and distance to 1.0. In a preset only "name" is required.
     """
     if isinstance(spec, PresetSpec):
-        body = {"name": _as_preset(spec.preset).value, "amplitude": float(spec.amplitude), "speed": float(spec.speed),
+        body = {"name": as_preset(spec.preset).value, "amplitude": float(spec.amplitude), "speed": float(spec.speed),
                 "ease": bool(spec.ease), "loop": bool(spec.loop), "seed": int(spec.seed)}
         return json.dumps({"version": JSON_VERSION, "preset": body})
     keyframes = tuple(spec)
@@ -94,7 +94,7 @@ def trajectory_from_json(text: str) -> PresetSpec | tuple[Keyframe, ...]:
         for flag in ("ease", "loop"):
             if not isinstance(body.get(flag, True), bool):
                 raise ValueError(f"{where}: {flag!r} must be true or false, got {body[flag]!r}")
-        return PresetSpec(_as_preset(body["name"]), _number(body, "amplitude", where, 1.0),
+        return PresetSpec(as_preset(body["name"]), _number(body, "amplitude", where, 1.0),
                           _number(body, "speed", where, 1.0), body.get("ease", True), body.get("loop", False),
                           _number(body, "seed", where, 0, integer=True))
     items = data["keyframes"]

@@ -24,7 +24,8 @@ def common(identity: dict[str, tuple], camera: dict) -> Graph:
         "model": ("STARCasterModelLoader", {"model_name": MODEL, "precision": "auto"}, {}, 0, 0),
         "audio": ("LoadAudio", {"audio": SPEECH}, {}, 0, 3),
         **identity,
-        "features": ("STARCasterAudioFeatures", {"fps": 25.0}, {"model": ("model", 0), "audio": ("audio", 0)}, 1, 2),
+        "features": ("STARCasterAudioFeatures", {"fps": 25.0},
+                     {"model": ("model", 0), "audio": ("audio", 0)}, 1, 2),
         "cond": ("STARCasterLipSyncConditioning", {"lip_sync_strength": 1.0, "motion_intensity": 1.0},
                  {"audio_features": ("features", 0), "identity": ("identity", 0)}, 2, 1),
         "camera": ("STARCasterCameraTrajectory", {"frames": 0, **camera}, {"audio_features": ("features", 0)}, 2, 2),
@@ -32,8 +33,8 @@ def common(identity: dict[str, tuple], camera: dict) -> Graph:
                     {"seed": 0, "steps": 4, "audio_guidance": 1.0, "identity_guidance": 1.0, "chunk_size": 4,
                      "context_window": 8},
                     {"model": ("model", 0), "conditioning": ("cond", 0), "camera": ("camera", 0)}, 3, 1),
-        "video": ("CreateVideo", {"fps": 25.0}, {"images": ("sampler", 0), "fps": ("sampler", 1), "audio": ("audio", 0)},
-                  4, 1),
+        "video": ("CreateVideo", {"fps": 25.0},
+                  {"images": ("sampler", 0), "fps": ("sampler", 1), "audio": ("audio", 0)}, 4, 1),
         "save": ("SaveVideo", {"filename_prefix": "video/starcaster", "format": "mp4", "codec": "h264"},
                  {"video": ("video", 0)}, 5, 1),
     }
@@ -41,7 +42,8 @@ def common(identity: dict[str, tuple], camera: dict) -> Graph:
 
 PORTRAIT_IDENTITY = {
     "image": ("LoadImage", {"image": PORTRAIT}, {}, 0, 1),
-    "identity": ("STARCasterIdentityFromImage", {"crop": "center"}, {"model": ("model", 0), "image": ("image", 0)}, 1, 1),
+    "identity": ("STARCasterIdentityFromImage", {"crop": "center"},
+                 {"model": ("model", 0), "image": ("image", 0)}, 1, 1),
 }
 EMBEDDING_IDENTITY = {
     "id_a": ("STARCasterRandomIdentity", {"seed": 7}, {"model": ("model", 0)}, 1, 0),

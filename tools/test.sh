@@ -9,4 +9,5 @@ HOST=$(bash tools/host.sh | tail -n 1)
 export STARCASTER_HOST="$HOST"
 export COMFYUI_DIR="$HOST/comfyui"
 export STARCASTER_CHROMIUM="${STARCASTER_CHROMIUM:-/usr/bin/chromium}"
+"$HOST/venv/bin/ruff" check --quiet . # lint first: style errors fail fast
 exec "$HOST/venv/bin/python" -m pytest -q "$@"

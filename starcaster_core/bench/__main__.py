@@ -84,7 +84,49 @@ def cond_for(model, seconds: float):
     return make_conditioning(ident[None], feats[None], camera[None])
 
 
+def timed(fn) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
 @torch.inference_mode()
+def measure(name: str, dtype: torch.dtype, L: float) -> list[tuple[str, str]]:
+    """Every figure for one weight dtype."""
+    runs = {k: run_child(name, k * L) for k in (1, 2, 4)}
+    fps = runs[1]["frames"] / runs[1]["seconds"]
+    rows = [
+        (f"[{name}] end-to-end frames/s (L = {L:g} s)", f"{fps:.1f}  ({fps / 25:.2f}x real time at 25 fps)"),
+        (f"[{name}] time 1L / 2L / 4L (s)", " / ".join(f"{runs[k]['seconds']:.2f}" for k in (1, 2, 4))),
+        (f"[{name}] t(2L)/t(L), t(4L)/t(L)",
+         f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, {runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
+        (f"[{name}] peak RSS 1L / 2L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 2, 4))),
+        (f"[{name}] mem(4L)/mem(L)", f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}"),
+    ]
+    model = default_model(dtype=dtype)
+    den, cond = model.denoiser, cond_for(model, L)
+    sched = timesteps(SETTINGS.steps, SETTINGS.shift)
+    kw = dict(chunk=SETTINGS.chunk, context=SETTINGS.context)
+
+    def seeded() -> torch.Generator:
+        return torch.Generator().manual_seed(0)
+
+    cached, t_cache = timed(lambda: sample_video(den, cond, sched, generator=seeded(), **kw))
+    recomputed, t_re = timed(lambda: sample_video(den, cond, sched, generator=seeded(), use_cache=False, **kw))
+    _, t_slide = timed(lambda: sliding_window_video(den, cond, sched, window=16, overlap=4, generator=seeded()))
+    with FlopCounterMode(display=False) as counter:
+        sample_video(den, cond.frame_slice(0, 24), sched, generator=seeded(), **kw)
+    flops = counter.get_total_flops() * cond.frames / 24 / t_cache
+    peak = matmul_flops(dtype)
+    return rows + [
+        (f"[{name}] KV cache vs recompute: speed-up", f"{t_re / t_cache:.2f}x"),
+        (f"[{name}] KV cache vs recompute: max |diff|", f"{(cached - recomputed).abs().max().item():.2e}"),
+        (f"[{name}] vs sliding window (16, overlap 4): throughput", f"{t_slide / t_cache:.2f}x"),
+        (f"[{name}] matmul 2048^2 GFLOP/s", f"{peak / 1e9:.0f}"),
+        (f"[{name}] denoiser GFLOP/s (sampler)", f"{flops / 1e9:.0f}  ({flops / peak:.0%} of matmul)"),
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="audio length L")
@@ -92,45 +134,9 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args.child[0], float(args.child[1]))
-    L = args.seconds
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
-    sched = timesteps(SETTINGS.steps, SETTINGS.shift)
-    kw = dict(chunk=SETTINGS.chunk, context=SETTINGS.context)
     for name, dtype in DTYPES.items():
-        runs = {k: run_child(name, k * L) for k in (1, 2, 4)}
-        fps = runs[1]["frames"] / runs[1]["seconds"]
-        rows += [
-            (f"[{name}] end-to-end frames/s (L = {L:g} s)", f"{fps:.1f}  ({fps / 25:.2f}x real time at 25 fps)"),
-            (f"[{name}] time 1L / 2L / 4L (s)", " / ".join(f"{runs[k]['seconds']:.2f}" for k in (1, 2, 4))),
-            (f"[{name}] t(2L)/t(L), t(4L)/t(L)", f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, "
-                                                f"{runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
-            (f"[{name}] peak RSS 1L / 2L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 2, 4))),
-            (f"[{name}] mem(4L)/mem(L)", f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}"),
-        ]
-        model = default_model(dtype=dtype)
-        den, cond = model.denoiser, cond_for(model, L)
-
-        def timed(fn):
-            t0 = time.perf_counter()
-            out = fn()
-            return out, time.perf_counter() - t0
-
-        cached, t_cache = timed(lambda: sample_video(den, cond, sched, generator=torch.Generator().manual_seed(0), **kw))
-        recomputed, t_re = timed(lambda: sample_video(den, cond, sched, generator=torch.Generator().manual_seed(0),
-                                                      use_cache=False, **kw))
-        _, t_slide = timed(lambda: sliding_window_video(den, cond, sched, window=16, overlap=4,
-                                                        generator=torch.Generator().manual_seed(0)))
-        with FlopCounterMode(display=False) as counter:
-            sample_video(den, cond.frame_slice(0, 24), sched, generator=torch.Generator().manual_seed(0), **kw)
-        flops = counter.get_total_flops() * cond.frames / 24
-        peak = matmul_flops(dtype)
-        rows += [
-            (f"[{name}] KV cache vs recompute: speed-up", f"{t_re / t_cache:.2f}x"),
-            (f"[{name}] KV cache vs recompute: max |diff|", f"{(cached - recomputed).abs().max().item():.2e}"),
-            (f"[{name}] vs sliding window (16, overlap 4): throughput", f"{t_slide / t_cache:.2f}x"),
-            (f"[{name}] matmul 2048^2 GFLOP/s", f"{peak / 1e9:.0f}"),
-            (f"[{name}] denoiser GFLOP/s (sampler)", f"{flops / t_cache / 1e9:.0f}  ({flops / t_cache / peak:.0%} of matmul)"),
-        ]
+        rows += measure(name, dtype, args.seconds)
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 

@@ -74,7 +74,8 @@ def save_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.opti
     tensors = {f"reader.{k}": v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}
     for i, p in enumerate(p for group in opt.param_groups for p in group["params"]):
         for k, v in opt.state.get(p, {}).items():
-            tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous().reshape(-1 if k == "step" else v.shape)
+            value = torch.as_tensor(v).detach().cpu().contiguous()
+            tensors[f"opt.{i}.{k}"] = value.reshape(-1) if k == "step" else value
     save_file(tensors, str(path), metadata={"step": str(step), "train_config": tc.to_json(), "crop": str(CROP)})
 
 
