@@ -41,7 +41,6 @@ class ModelConfig:
     fps: float = 25.0  # frame rate the model was trained at
     sample_rate: int = 16000  # audio rate the features are computed at
     prediction: Prediction = "x0"  # what the network outputs; the loss is always on velocity
-    sigma_data: float = 0.5  # data std of the x0 preconditioning (0 disables it)
     identity_image: int = 64  # side of the square face crop the identity encoder reads
 
     def __post_init__(self) -> None:

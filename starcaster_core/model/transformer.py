@@ -24,14 +24,6 @@ from .kv_cache import KVCache
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
 
 
-def precondition(t: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out) of x0 = c_skip x_t + c_out F for x_t = (1 - t) x0 + t e (EDM, Karras et
-    al. 2022, written for rectified flow): the minimum-variance linear estimate of x0 from x_t
-    plus a unit-variance correction. At t = 0 the output is x_t itself; at t = 1 it is F alone."""
-    var = (1 - t) ** 2 * sigma_data**2 + t**2
-    return (1 - t) * sigma_data**2 / var, t * sigma_data / var.sqrt()
-
-
 def mlp(ops, d_in: int, d: int) -> nn.Sequential:
     return nn.Sequential(ops.Linear(d_in, d), nn.SiLU(), ops.Linear(d, d))
 
@@ -162,10 +154,6 @@ class STARCasterDenoiser(nn.Module):
         out = rearrange(
             out, "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         ).float()
-        tt = t.float()[:, None, :, None, None]  # (B, 1, T, 1, 1)
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
-            return x.float() - tt * out
-        if cfg.sigma_data > 0:  # EDM-style skip: the network only adds what x_t lacks
-            skip, scale = precondition(tt, cfg.sigma_data)
-            out = skip * x.float() + scale * out
+            out = x.float() - t.float()[:, None, :, None, None] * out
         return out
