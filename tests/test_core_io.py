@@ -17,7 +17,13 @@ from starcaster_core.audio import AudioError, audio_features
 from starcaster_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from starcaster_core.config import PRESETS, ModelConfig
 from starcaster_core.identity import (
-    IdentityError, check_space, encode_portrait, load_identity, mix, random_identity, save_identity,
+    IdentityError,
+    check_space,
+    encode_portrait,
+    load_identity,
+    mix,
+    random_identity,
+    save_identity,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

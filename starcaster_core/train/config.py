@@ -19,7 +19,7 @@ class TrainConfig:
     out: str = "runs/demo"
     motion_steps: int = 500  # stage 1: identity-aware motion (audio mostly dropped)
     sync_steps: int = 800  # stage 2: audio sync with the lip-reading loss
-    views_steps: int = 500  # stage 3: orbit sequences as videos, mixed with talking clips
+    views_steps: int = 1700  # stage 3: orbit sequences as videos, mixed with talking clips
     lip_reader_steps: int = 600  # the lip reader is trained (then frozen) before stage 2
     batch: int = 6
     clip_frames: int = 16  # longer than the default inference context + chunk (8 + 4)
