@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = train_meters(args.out, steps=args.steps, seed=args.seed, pool=args.pool)
-    print(json.dumps(info, indent=2))
+    sys.stdout.write(json.dumps(info, indent=2) + "\n")  # the CLI's result
 
 
 if __name__ == "__main__":
