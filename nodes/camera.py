@@ -19,6 +19,7 @@ from ..starcaster_core.camera_json import (
     trajectory_to_keyframes,
 )
 from .types import CATEGORY, AudioFeatures, CameraTrajectory
+from .validate import safe_prefix, user_errors
 
 SUBFOLDER = "starcaster_cameras"  # under output/ (saved) and optionally under input/
 OUTPUT_TAG = " [output]"
@@ -84,13 +85,11 @@ class SaveCameraTrajectory(io.ComfyNode):
 
     @classmethod
     def execute(cls, camera, filename_prefix: str) -> io.NodeOutput:
-        root = os.path.abspath(os.path.join(folder_paths.get_output_directory(), SUBFOLDER))
-        target = os.path.abspath(os.path.join(root, filename_prefix))
-        if not filename_prefix.strip() or os.path.commonpath((root, target)) != root or target == root:
-            raise ValueError(f"filename_prefix {filename_prefix!r} leaves output/{SUBFOLDER}/; use a plain name "
-                             "or a subfolder inside it, e.g. 'orbit' or 'shots/orbit'")
-        text = trajectory_to_json(trajectory_to_keyframes(camera)) + "\n"  # fails before any file exists
-        folder, name, counter, _, _ = folder_paths.get_save_image_path(filename_prefix, root)
+        out_dir = folder_paths.get_output_directory()
+        with user_errors("STARCaster Save Camera Trajectory"):
+            prefix = safe_prefix(filename_prefix, SUBFOLDER)  # never leaves output/starcaster_cameras/
+            text = trajectory_to_json(trajectory_to_keyframes(camera)) + "\n"  # fails before any file exists
+        folder, name, counter, _, _ = folder_paths.get_save_image_path(prefix, out_dir)
         path = os.path.join(folder, f"{name}_{counter:05}_.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)

@@ -84,7 +84,7 @@ def test_bad_keyframes_fail_with_a_clear_message(comfy_server: ComfyServer, keyf
 def test_save_refuses_paths_that_leave_the_folder(comfy_server: ComfyServer):
     with pytest.raises(ComfyError) as err:
         comfy_server.run(camera_api(prefix="../../escape"), timeout=120)
-    assert "leaves output/starcaster_cameras" in error_message(err.value)
+    assert "leave output/starcaster_cameras" in error_message(err.value)
     assert not list(comfy_server.output_dir.parent.rglob("escape*"))
 
 
