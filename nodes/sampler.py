@@ -8,7 +8,14 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..starcaster_core.generate import MAX_CHUNK, MAX_CONTEXT, GenerateSettings, check_settings, generate
+from ..starcaster_core.generate import (
+    MAX_CHUNK,
+    MAX_CONTEXT,
+    GenerateSettings,
+    check_settings,
+    generate,
+    resolve_camera,
+)
 from .types import CATEGORY, CameraTrajectory, SpeechConditioning, StarcasterModel
 from .validate import user_errors
 
@@ -80,7 +87,7 @@ class ARSampler(io.ComfyNode):
                 if video is None:
                     video = torch.empty((n_frames, *frames.shape[1:]), dtype=frames.dtype)
                 video[start : start + frames.shape[0]] = frames
-        used = camera if camera is not None else torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
+        used = resolve_camera(camera, n_frames)
         ui = {"text": [f"{n_frames} frames at {conditioning.features.fps:g} fps"],
               "camera": [[round(v, 3) for v in row] for row in used.tolist()]}  # what was honoured
         return io.NodeOutput(video, conditioning.features.fps, ui=ui)

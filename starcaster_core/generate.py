@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .audio import AudioFeatures
-from .camera import pose_features, validate_trajectory
+from .camera import CameraPreset, pose_features, preset_trajectory, validate_trajectory
 from .conditioning import make_conditioning
 from .flow import timesteps
 from .identity import Identity, check_space
@@ -57,6 +57,11 @@ def check_settings(settings: GenerateSettings) -> None:
             raise ValueError(f"{name} {value} is out of range; use 0 to {MAX_GUIDANCE} (1.0 = off)")
 
 
+def resolve_camera(camera: torch.Tensor | None, n_frames: int) -> torch.Tensor:
+    """The camera the sampler follows: the given (T, 4) trajectory, or the static front view."""
+    return preset_trajectory(CameraPreset.STATIC, n_frames) if camera is None else camera
+
+
 def generate(
     model: STARCaster,
     speech: SpeechConditioning,
@@ -71,8 +76,7 @@ def generate(
     models that is RGB in [-1, 1]. The video has exactly speech.features.n_frames frames."""
     check_settings(settings)
     n_frames = speech.features.n_frames
-    if camera is None:
-        camera = torch.tensor([[0.0, 0.0, 0.0, 1.0]]).expand(n_frames, 4)
+    camera = resolve_camera(camera, n_frames)
     try:
         validate_trajectory(camera)
     except ValueError as e:

@@ -20,10 +20,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..audio import audio_features
+from ..camera import pose_features
 from ..conditioning import make_conditioning
 from ..default import default_model
 from ..flow import timesteps
-from ..generate import GenerateSettings, SpeechConditioning, generate
+from ..generate import GenerateSettings, SpeechConditioning, generate, resolve_camera
 from ..identity import random_identity
 from ..sampler import sample_video
 from ..synthetic.formant import synthesize_speech
@@ -79,8 +80,7 @@ def cond_for(model, seconds: float):
     wav, sr = speech(seconds)
     feats = audio_features(wav, sr, 25.0, model.config).features
     ident = random_identity(model, 0).embedding
-    camera = torch.zeros(feats.shape[0], 10)
-    camera[:, [0, 4, 8]] = 1.0  # identity rotation, log distance 0
+    camera = pose_features(resolve_camera(None, feats.shape[0]))  # (T, 10) static front view
     return make_conditioning(ident[None], feats[None], camera[None])
 
 
