@@ -96,3 +96,20 @@ def test_guidance_changes_output_only_when_scaled():
     plain = sample_video(model, cond, generator=torch.Generator().manual_seed(1), **kw)
     guided = sample_video(model, cond, generator=torch.Generator().manual_seed(1), guidance=Guidance(audio=3.0), **kw)
     assert not torch.allclose(plain, guided)
+
+
+@torch.no_grad()
+def test_cache_rollback_regenerates_the_last_chunk_identically():
+    model = tiny_model().denoiser
+    x, cond, t = tiny_video(6), tiny_cond(6), torch.full((1, 6), 0.4)
+    cache = model.new_cache(None)
+    for s in (0, 2):
+        model(x[:, :, s : s + 2], t[:, s : s + 2], cond.frame_slice(s, s + 2), frame_offset=s, cache=cache,
+              write_cache=True, block=2)
+    first = model(x[:, :, 4:6], t[:, 4:6], cond.frame_slice(4, 6), frame_offset=4, cache=cache,
+                  write_cache=True, block=2)
+    assert len(cache) == 6
+    cache.rollback(2)
+    assert len(cache) == 4 and cache.layer(0)[0].shape[2] == 4 * TINY.tokens_per_frame
+    again = model(x[:, :, 4:6], t[:, 4:6], cond.frame_slice(4, 6), frame_offset=4, cache=cache, block=2)
+    torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
