@@ -12,10 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from comfy_host import ComfyServer, ui_to_api  # tools/ is on sys.path when this script runs
 
-from comfy_host import ComfyServer, ui_to_api  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
