@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from starcaster_core.synthetic import (
     IDENTITY_DIM,
@@ -252,6 +253,18 @@ def test_shard_write_read_round_trip(tmp_path, kind):
     assert item["sample_rate"] == 16000 and item["fps"] == 25.0 and item["kind"] == kind
     raw = ShardDataset(tmp_path, float_frames=False)[0]["frames"]
     assert raw.dtype == torch.uint8
+
+
+def test_parallel_writers_write_the_same_shards(tmp_path):
+    """Worker processes split the shards; the data and the index match one process's output."""
+    kw = dict(seed=2, frames_per_seq=4, size=16, shard_size=2, audio="formant")
+    one = write_shards(tmp_path / "one", 5, "talking", **kw)
+    two = write_shards(tmp_path / "two", 5, "talking", workers=2, **kw)
+    assert [p.name for p in two] == [p.name for p in one] and len(one) == 3
+    for a, b in zip(one, two, strict=True):
+        ta, tb = load_file(a), load_file(b)
+        assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert (tmp_path / "one" / "index.json").read_text() == (tmp_path / "two" / "index.json").read_text()
 
 
 def test_shared_identities(tmp_path):

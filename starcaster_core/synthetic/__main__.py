@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="share this many identities across the sequences (default: all new)")
     parser.add_argument("--audio", choices=("auto", "espeak", "formant"), default="auto",
                         help="speech source for talking sequences")
+    parser.add_argument("--workers", type=int, default=1, help="processes (one per core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     write_shards(args.out, args.n, args.kind, args.seed, args.frames, args.size, args.fps,
-                 args.shard_size, n_identities=args.identities, audio=args.audio)
+                 args.shard_size, n_identities=args.identities, audio=args.audio, workers=args.workers)
 
 
 if __name__ == "__main__":

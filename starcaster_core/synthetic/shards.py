@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -79,30 +81,41 @@ def _encode(seq: dict, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def _write_shard(out: Path, s: int, ids: range, kind: Kind, seed: int, frames_per_seq: int, size: int,
+                 fps: float, n_identities: int | None, audio: SpeechSource) -> dict:
+    """Write shard number ``s`` holding sequences ``ids``; returns its index entry."""
+    tensors, id_indices = {}, []
+    for i in ids:
+        seq = make_sequence(kind, i, seed, frames_per_seq, size, fps, n_identities, audio)
+        tensors.update(_encode(seq, f"{i:06d}/"))
+        id_indices.append(seq["identity_index"])
+    path = out / f"shard-{s:05d}.safetensors"
+    meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "samples": json.dumps(list(ids))}
+    save_file(tensors, str(path), metadata=meta)
+    logger.info("wrote %s (%d sequences)", path, len(ids))
+    return {"file": path.name, "samples": list(ids), "identity_index": id_indices}
+
+
 def write_shards(out_dir: str | Path, n_sequences: int, kind: Kind = "talking", seed: int = 0,
                  frames_per_seq: int = 50, size: int = 64, fps: float = 25.0, shard_size: int = 64,
-                 *, n_identities: int | None = None, audio: SpeechSource = "auto") -> list[Path]:
-    """Generate ``n_sequences`` sequences into ``out_dir``; returns the shard paths."""
+                 *, n_identities: int | None = None, audio: SpeechSource = "auto", workers: int = 1) -> list[Path]:
+    """Generate ``n_sequences`` sequences into ``out_dir`` with ``workers`` processes (the data
+    does not depend on it); returns the shard paths."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if n_sequences < 1 or frames_per_seq < 1 or shard_size < 1 or size < 8 or fps <= 0:
-        raise ValueError("n_sequences, frames_per_seq, shard_size must be >= 1, size >= 8, fps > 0")
+    if n_sequences < 1 or frames_per_seq < 1 or shard_size < 1 or size < 8 or fps <= 0 or workers < 1:
+        raise ValueError("n_sequences, frames_per_seq, shard_size, workers must be >= 1, size >= 8, fps > 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shards, index_shards = [], []
-    for s in range(math.ceil(n_sequences / shard_size)):
-        tensors, ids, id_indices = {}, [], []
-        for i in range(s * shard_size, min(n_sequences, (s + 1) * shard_size)):
-            seq = make_sequence(kind, i, seed, frames_per_seq, size, fps, n_identities, audio)
-            tensors.update(_encode(seq, f"{i:06d}/"))
-            ids.append(i)
-            id_indices.append(seq["identity_index"])
-        path = out / f"shard-{s:05d}.safetensors"
-        meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "samples": json.dumps(ids)}
-        save_file(tensors, str(path), metadata=meta)
-        shards.append(path)
-        index_shards.append({"file": path.name, "samples": ids, "identity_index": id_indices})
-        logger.info("wrote %s (%d sequences)", path, len(ids))
+    jobs = [(out, s, range(s * shard_size, min(n_sequences, (s + 1) * shard_size)), kind, seed, frames_per_seq,
+             size, fps, n_identities, audio) for s in range(math.ceil(n_sequences / shard_size))]
+    if workers == 1:
+        index_shards = [_write_shard(*job) for job in jobs]
+    else:
+        # one shard per process at a time, one thread each: the processes share the cores
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            index_shards = list(pool.map(_write_shard, *zip(*jobs, strict=True)))
     index = {
         "format": FORMAT, "version": FORMAT_VERSION, "kind": kind, "seed": seed,
         "n_sequences": n_sequences, "frames_per_seq": frames_per_seq, "size": size, "fps": fps,
@@ -110,7 +123,7 @@ def write_shards(out_dir: str | Path, n_sequences: int, kind: Kind = "talking", 
         "audio": audio if kind == "talking" else None, "shards": index_shards,
     }
     (out / "index.json").write_text(json.dumps(index, indent=2))
-    return shards
+    return [out / entry["file"] for entry in index_shards]
 
 
 class ShardDataset(Dataset):
