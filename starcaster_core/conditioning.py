@@ -44,6 +44,10 @@ class Conditioning:
             motion=self.motion[:, start:end],
         )
 
+    def select(self, index: torch.Tensor) -> Conditioning:
+        """The conditioning of the videos `index` (a 1-D index or bool mask over the batch)."""
+        return Conditioning(**{k: v[index] for k, v in self.__dict__.items()})
+
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> Conditioning:
         def move(x: torch.Tensor) -> torch.Tensor:
             return x.to(device=device, dtype=dtype if x.is_floating_point() and dtype else x.dtype)

@@ -42,6 +42,8 @@ class ModelConfig:
     sample_rate: int = 16000  # audio rate the features are computed at
     prediction: Prediction = "x0"  # what the network outputs; the loss is always on velocity
     identity_image: int = 64  # side of the square face crop the identity encoder reads
+    head_channels: int = 0  # width of the full-resolution conv head after un-patchify (0: none)
+    silu_conditioning: bool = False  # SiLU on the per-frame conditioning before every adaLN (as DiT)
 
     def __post_init__(self) -> None:
         assert self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
@@ -75,7 +77,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # 64x64 RGB in pixel space, no VAE: sized to run faster than real time on 2 CPU cores.
-    "demo": ModelConfig(),
+    "demo": ModelConfig(head_channels=32, silu_conditioning=True),
     # 512x512 video in a 4-channel VAE latent space (SD1.5/SDXL VAE, 64x64 latents): one GPU.
     "base": ModelConfig(
         name="base", space="latent", channels=4, height=64, width=64, vae_scale=8, patch=2,
@@ -92,6 +94,6 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         name="tiny", height=16, width=16, patch=4, dim=64, depth=2, heads=4, chunk=2,
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
-        identity_image=16,
+        identity_image=16, head_channels=8, silu_conditioning=True,
     ),
 }

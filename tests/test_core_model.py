@@ -113,3 +113,17 @@ def test_cache_rollback_regenerates_the_last_chunk_identically():
     assert len(cache) == 4 and cache.layer(0)[0].shape[2] == 4 * TINY.tokens_per_frame
     again = model(x[:, :, 4:6], t[:, 4:6], cond.frame_slice(4, 6), frame_offset=4, cache=cache, block=2)
     torch.testing.assert_close(again, first, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_compiled_blocks_sample_the_same_video():
+    """torch.compile'd blocks (the loader's compile option) change speed, not the video."""
+    model = tiny_model().denoiser
+    cond, kw = tiny_cond(8), dict(chunk=2, context=4, schedule=timesteps(2))
+    eager = sample_video(model, cond, generator=torch.Generator().manual_seed(3), **kw)
+    keys = list(model.state_dict())
+    model.compile_blocks()
+    assert all(blk._compiled_call_impl is not None for blk in model.blocks)
+    compiled = sample_video(model, cond, generator=torch.Generator().manual_seed(3), **kw)
+    assert list(model.state_dict()) == keys  # checkpoints save and load as before
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)

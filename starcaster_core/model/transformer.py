@@ -20,6 +20,7 @@ from .attention import attention_groups
 from .block import Block, modulate
 from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
+from .pixel_head import PixelHead
 
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
 
@@ -55,6 +56,7 @@ class STARCasterDenoiser(nn.Module):
         self.final_norm = ops.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = ops.Linear(d, 2 * d)
         self.out = ops.Linear(d, cfg.patch * cfg.patch * cfg.channels)
+        self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops) if cfg.head_channels else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -70,7 +72,16 @@ class STARCasterDenoiser(nn.Module):
         for m in (self.final_ada, self.out):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        if self.head is not None:
+            self.head.zero_init()
         nn.init.normal_(self.sink_null, std=0.02)
+
+    def compile_blocks(self) -> None:
+        """torch.compile every transformer block in place (same weights, same state dict). The
+        first chunks of a video compile, later chunks and videos reuse the code; the context
+        length changes while the cache fills, so shapes are compiled as dynamic."""
+        for blk in self.blocks:
+            blk.compile(dynamic=True)
 
     def new_cache(self, window: int | None) -> KVCache:
         return KVCache(self.config.depth, self.config.tokens_per_frame, window)
@@ -129,6 +140,8 @@ class STARCasterDenoiser(nn.Module):
 
         # 2. per-frame conditioning (B, T, D) and the identity sink (B, S, D)
         frame_cond = self.frame_conditioning(t.to(dtype), cond)
+        if cfg.silu_conditioning:  # the adaLN input, as in DiT: modulation depends on the signals jointly
+            frame_cond = torch.nn.functional.silu(frame_cond)
         sink = self.sink_tokens(cond)
 
         # 3. block-causal key ranges and temporal rotary angles from global frame indices
@@ -148,12 +161,15 @@ class STARCasterDenoiser(nn.Module):
         if write_cache:
             cache.commit(frames)
 
-        # 5. per-frame final modulation and un-patchify
+        # 5. per-frame final modulation, un-patchify and (optionally) the full-resolution head
         shift, scale = self.final_ada(frame_cond).repeat_interleave(per_frame, dim=1).chunk(2, dim=-1)
-        out = self.out(modulate(self.final_norm(tokens), shift, scale))  # (B, L, p * p * C)
-        out = rearrange(
-            out, "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
-        ).float()
+        tokens = modulate(self.final_norm(tokens), shift, scale)
+        out = rearrange(  # (B, L, p * p * C) -> (B, C, T, H, W)
+            self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
+        )
+        if self.head is not None:
+            out = self.head(tokens, out)
+        out = out.float()
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
         return out
