@@ -120,3 +120,22 @@ def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     fresh = STARCaster(PRESETS["tiny"]).state_dict()
     assert not all(torch.equal(a[k], fresh[k]) for k in a if "identity_" not in k), "the weights did not train"
+
+
+@torch.no_grad()
+def test_self_forcing_rollout_is_the_autoregressive_sampler():
+    """The context self-forcing trains on is what the AR sampler generates: same noise, same
+    steps, chunk after chunk on the model's own earlier chunks."""
+    from core_helpers import TINY, tiny_cond, tiny_model
+
+    from starcaster_core.flow import timesteps
+    from starcaster_core.sampler import sample_video
+    from starcaster_core.train.objective import rollout
+
+    model, cond = tiny_model(), tiny_cond(6, batch=2)
+    own = rollout(model, cond, 6, 3, torch.Generator().manual_seed(5))
+    ar = sample_video(model.denoiser, cond, timesteps(3), generator=torch.Generator().manual_seed(5),
+                      chunk=TINY.chunk, context=None, use_cache=False)
+    assert own.shape == (2, TINY.channels, 6, TINY.height, TINY.width)
+    torch.testing.assert_close(own, ar, atol=1e-5, rtol=0)
+    assert own.std() > 0.05  # a real video, not a constant

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ from .config import TrainConfig
 from .trainer import train
 
 log = logging.getLogger(__name__)
-WORLD = {"talking": 480, "orbit": 160}  # sequences of each kind
-FRAMES = 48  # frames per sequence (1.9 s at 25 fps)
+WORLD = {"talking": 1600, "orbit": 320}  # sequences of each kind: many identities, short clips
+FRAMES = 32  # frames per sequence (1.3 s at 25 fps), twice the training clip
 
 
 def main() -> None:
@@ -34,9 +35,10 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
+    workers = args.threads or os.cpu_count() or 1
     for kind, n in WORLD.items():
         if not (Path(args.data) / kind / "index.json").is_file():
-            write_shards(Path(args.data) / kind, n, kind, seed=0, frames_per_seq=FRAMES)
+            write_shards(Path(args.data) / kind, n, kind, seed=0, frames_per_seq=FRAMES, workers=workers)
     log.info("world data ready after %.0f s", time.time() - t0)
     final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads))
     log.info("trained in %.1f min total: %s", (time.time() - t0) / 60, final)

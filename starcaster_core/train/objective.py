@@ -8,23 +8,51 @@ from einops import rearrange
 
 from ..camera import pose_features
 from ..conditioning import Conditioning
-from ..flow import add_noise, velocity_loss
+from ..flow import add_noise, euler_step, timesteps, velocity_loss
+from ..generate import GenerateSettings
 from ..model import STARCaster
 from .config import Stage, TrainConfig
 from .lip_reader import LipReader, lip_feature_loss, mouth_crops
 
 
-def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator):
-    """Per-frame noise levels (B, T): one logit-normal level per chunk (diffusion forcing); in a
-    `clean_share` of clips the chunks before a random one are almost clean, as at inference.
-    Also returns which frames are such clean context (B, T): inputs, not targets."""
-    t = torch.sigmoid(torch.randn(batch, n_chunks, generator=g))  # (B, n)
+def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator,
+                grid_share: float = 0.5):
+    """Per-frame noise levels (B, T): one level per chunk (diffusion forcing), uniform in [0, 1]
+    or, for a `grid_share` of chunks, one of the default sampler's levels (1, 0.75, 0.5, 0.25):
+    from t = 1 only the conditioning tells the model what to draw, so those levels must be well
+    trained. In a `clean_share` of clips the chunks before a random one are almost clean, as at
+    inference. Also returns which frames are such clean context (B, T): inputs, not targets."""
+    grid = timesteps(GenerateSettings().steps)[:-1]  # (S,) the default sampler's noise levels
+    on_grid = grid[torch.randint(len(grid), (batch, n_chunks), generator=g)]
+    t = torch.where(torch.rand(batch, n_chunks, generator=g) < grid_share, on_grid,
+                    torch.rand(batch, n_chunks, generator=g))  # (B, n)
     clean = torch.rand(batch, generator=g) < clean_share
     first = torch.randint(1, max(2, n_chunks), (batch,), generator=g)
     early = torch.arange(n_chunks)[None, :] < first[:, None]  # (B, n)
     tiny = torch.rand(batch, n_chunks, generator=g) * 0.03
     t = torch.where(clean[:, None] & early, tiny, t)
     return t.repeat_interleave(chunk, dim=1), (clean[:, None] & early).repeat_interleave(chunk, dim=1)
+
+
+@torch.no_grad()
+def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator) -> torch.Tensor:
+    """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W): chunk after
+    chunk, each denoised in `steps` Euler steps on the chunks generated before it (as the AR
+    sampler does, with the context recomputed instead of cached)."""
+    cfg = model.config
+    b, dev = cond.batch, cond.audio.device
+    video = torch.zeros(b, cfg.channels, 0, cfg.height, cfg.width, device=dev)
+    schedule = timesteps(steps)
+    for start in range(0, n_frames, cfg.chunk):
+        x = torch.randn(b, cfg.channels, cfg.chunk, cfg.height, cfg.width, generator=g).to(dev)
+        for i in range(steps):
+            t, t_next = float(schedule[i]), float(schedule[i + 1])
+            t_in = torch.cat([torch.zeros(b, start, device=dev), torch.full((b, cfg.chunk), t, device=dev)], 1)
+            inp = torch.cat([video, x], dim=2)  # (B, C, start + chunk, H, W)
+            x0 = model.denoiser(inp, t_in, cond.frame_slice(0, start + cfg.chunk), block=cfg.chunk)[:, :, start:]
+            x = euler_step(x, x0, t, t_next) if t_next > 0 else x0
+        video = torch.cat([video, x.float()], dim=2)
+    return video
 
 
 def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
@@ -74,22 +102,24 @@ def batch_loss(
     )
 
     # 2. noise levels per chunk and the noisy clip
-    t, context = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g)
+    t, context = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g, tc.t_grid)
     t = t.to(dev)
     noise = torch.randn(x0.shape, generator=g).to(dev)
     x_t = add_noise(x0, noise, t)
     weight = (~context).float().to(dev)  # clean context is input, not a target
 
-    # 3. self-forcing: the context chunks are replaced by the model's own estimate of them
+    # 3. self-forcing: the context chunks are the model's own autoregressive generation
     if stage != "motion" and tc.self_forcing > 0:
-        own = (torch.rand(b, generator=g) < tc.self_forcing).to(dev)
-        first = torch.randint(1, max(2, n_frames // cfg.chunk), (b,), generator=g).to(dev) * cfg.chunk
-        ctx = own[:, None] & (torch.arange(n_frames, device=dev)[None, :] < first[:, None])  # (B, T)
-        if bool(ctx.any()):
-            t_est = (0.3 + 0.4 * torch.rand(b, 1, generator=g)).to(dev).expand(b, n_frames)
-            with torch.no_grad():
-                estimate = model.denoiser(add_noise(x0, noise, t_est), t_est, cond, block=cfg.chunk)
-            x_t = torch.where(ctx[:, None, :, None, None], estimate.to(x_t.dtype), x_t)
+        own = torch.rand(b, generator=g) < tc.self_forcing  # (B,)
+        first = torch.randint(1, max(2, n_frames // cfg.chunk), (b,), generator=g) * cfg.chunk
+        if bool(own.any()):
+            idx = own.nonzero()[:, 0]
+            generated = rollout(model, cond.select(idx.to(dev)), int(first[idx].max()), tc.rollout_steps, g)
+            ctx = own[:, None] & (torch.arange(n_frames)[None, :] < first[:, None])  # (B, T) context frames
+            ctx = ctx.to(dev)
+            own_ctx = torch.zeros_like(x_t)
+            own_ctx[idx.to(dev), :, : generated.shape[2]] = generated.to(x_t.dtype)
+            x_t = torch.where(ctx[:, None, :, None, None], own_ctx, x_t)
             t = torch.where(ctx, torch.zeros_like(t), t)
             weight = weight * (~ctx).float()  # the context is input here, not a target
 
@@ -100,11 +130,11 @@ def batch_loss(
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
 
     # 5. lip-reading loss on talking clips (stage 2 on)
-    if lip_reader is not None and stage != "motion" and bool(talking.any()):
-        sel = talking
-        pred = rearrange(x0_pred[sel], "b c t h w -> (b t) c h w")
-        real = rearrange(x0[sel], "b c t h w -> (b t) c h w")
-        boxes = rearrange(batch["mouth_box"][sel], "b t k -> (b t) k") if "mouth_box" in batch else None
+    target = talking[:, None] & (weight > 0)  # (B, T) talking frames that are targets, not context
+    if lip_reader is not None and stage != "motion" and bool(target.any()):
+        pred = rearrange(x0_pred, "b c t h w -> b t c h w")[target]  # (n, C, H, W)
+        real = rearrange(x0, "b c t h w -> b t c h w")[target]
+        boxes = batch["mouth_box"][target] if "mouth_box" in batch else None
         lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes))
         loss = loss + tc.lip_weight * lip
         parts["lip"] = lip.item()
