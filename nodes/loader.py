@@ -60,6 +60,9 @@ class ModelLoader(io.ComfyNode):
                                default=DEFAULT_NAME, tooltip="Files in models/starcaster/ (*.safetensors)"),
                 io.Combo.Input("precision", options=["auto", *DTYPES], default="auto",
                                tooltip="Weight dtype; auto picks what the device runs best"),
+                io.Boolean.Input("compile", default=False, optional=True,
+                                 tooltip="torch.compile the transformer blocks: the first video compiles "
+                                         "(slow), later ones run faster. Needs a C++ compiler on CPU."),
             ],
             outputs=[StarcasterModel.Output(display_name="model")],
         )
@@ -72,7 +75,7 @@ class ModelLoader(io.ComfyNode):
                 or True)
 
     @classmethod
-    def execute(cls, model_name: str, precision: str) -> io.NodeOutput:
+    def execute(cls, model_name: str, precision: str, compile: bool = False) -> io.NodeOutput:
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
         with user_errors("STARCaster Model Loader"):
@@ -89,5 +92,7 @@ class ModelLoader(io.ComfyNode):
                 if path is None:  # deleted since the prompt was validated
                     raise CheckpointError(f"checkpoint {model_name!r} not found in models/{FOLDER}/; {MISSING_FIX}")
                 module = load_checkpoint(path, ops, dtype)
+        if compile:
+            module.denoiser.compile_blocks()
         patcher = comfy.model_patcher.ModelPatcher(module, load_device=load_device, offload_device=offload_device)
         return io.NodeOutput(LoadedModel(patcher, model_name))

@@ -3,7 +3,8 @@
 Prints a table of figures and ratios: end-to-end frames/s (audio features + sampler + uint8
 frames out), time and peak RSS at 1x/2x/4x the audio length (each in a fresh process), KV
 cache vs recomputing the context (and their max difference), the sliding-window bidirectional
-baseline, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s.
+baseline, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s; with
+--compile also torch.compile'd blocks against eager.
 """
 
 from __future__ import annotations
@@ -52,19 +53,32 @@ def end_to_end(model, seconds: float) -> tuple[float, int]:
     return time.perf_counter() - t0, n
 
 
-def child(dtype: str, seconds: float) -> None:
+def child(dtype: str, seconds: float, compiled: bool) -> None:
     """One measurement in this (fresh) process: prints time, frames and peak RSS as JSON."""
     model = default_model(dtype=DTYPES[dtype])
-    end_to_end(model, 1.0)  # warm-up (librosa JIT, kernels)
+    if compiled:
+        model.denoiser.compile_blocks()
+    warm, _ = end_to_end(model, 1.0)  # warm-up (librosa JIT, kernels, compilation)
     elapsed, frames = end_to_end(model, seconds)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "frames": frames, "peak_mb": peak_mb}))
+    print(json.dumps({"seconds": elapsed, "frames": frames, "peak_mb": peak_mb, "warmup": warm}))
 
 
-def run_child(dtype: str, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, "-m", "starcaster_core.bench", "--child", dtype, str(seconds)],
-                         capture_output=True, text=True, check=True)
+def run_child(dtype: str, seconds: float, compiled: bool = False) -> dict:
+    cmd = [sys.executable, "-m", "starcaster_core.bench", "--child", dtype, str(seconds)]
+    out = subprocess.run(cmd + (["--compile"] if compiled else []), capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compiled_rows(name: str, L: float) -> list[tuple[str, str]]:
+    """End-to-end speed with torch.compile'd blocks against eager, in fresh processes."""
+    eager, comp = run_child(name, L), run_child(name, L, compiled=True)
+    fps_e, fps_c = eager["frames"] / eager["seconds"], comp["frames"] / comp["seconds"]
+    return [
+        (f"[{name}] torch.compile: end-to-end frames/s", f"{fps_c:.1f} vs eager {fps_e:.1f}  ({fps_c / fps_e:.2f}x)"),
+        (f"[{name}] torch.compile: first 1 s of video (compiles)",
+         f"{comp['warmup']:.1f} s vs eager {eager['warmup']:.2f} s"),
+    ]
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -130,13 +144,15 @@ def measure(name: str, dtype: torch.dtype, L: float) -> list[tuple[str, str]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0, help="audio length L")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile'd blocks (needs a C++ compiler)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child[0], float(args.child[1]))
+        return child(args.child[0], float(args.child[1]), args.compile)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
     for name, dtype in DTYPES.items():
         rows += measure(name, dtype, args.seconds)
+        rows += compiled_rows(name, args.seconds) if args.compile else []
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
