@@ -27,7 +27,7 @@ class TrainConfig:
     warmup: int = 100
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
-    t_grid: float = 0.75  # share of chunks at the default sampler's noise levels (the rest uniform)
+    t_grid: float = 0.75  # share of chunks at the noise levels 1, .75, .5, .25 (the rest uniform)
     t_min: float = 0.5  # the velocity loss weighs x0 errors by 1 / max(t, t_min)^2
     identity_noise: float = 0.15  # std of the noise on the identity, in units of the prior std
     identity_dropout: float = 0.1

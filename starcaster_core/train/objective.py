@@ -9,7 +9,6 @@ from einops import rearrange
 from ..camera import pose_features
 from ..conditioning import Conditioning
 from ..flow import add_noise, euler_step, timesteps, velocity_loss
-from ..generate import GenerateSettings
 from ..model import STARCaster
 from .config import Stage, TrainConfig
 from .lip_reader import LipReader, lip_feature_loss, mouth_crops
@@ -18,11 +17,11 @@ from .lip_reader import LipReader, lip_feature_loss, mouth_crops
 def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator,
                 grid_share: float = 0.5):
     """Per-frame noise levels (B, T): one level per chunk (diffusion forcing), uniform in [0, 1]
-    or, for a `grid_share` of chunks, one of the default sampler's levels (1, 0.75, 0.5, 0.25):
-    from t = 1 only the conditioning tells the model what to draw, so those levels must be well
-    trained. In a `clean_share` of clips the chunks before a random one are almost clean, as at
-    inference. Also returns which frames are such clean context (B, T): inputs, not targets."""
-    grid = timesteps(GenerateSettings().steps)[:-1]  # (S,) the default sampler's noise levels
+    or, for a `grid_share` of chunks, one of the 4-step grid's levels (1, 0.75, 0.5, 0.25): from
+    t = 1 only the conditioning tells the model what to draw, so that level must be well trained.
+    In a `clean_share` of clips the chunks before a random one are almost clean, as at inference.
+    Also returns which frames are such clean context (B, T): inputs, not targets."""
+    grid = timesteps(4)[:-1]  # (4,) noise levels of 4 uniform Euler steps
     on_grid = grid[torch.randint(len(grid), (batch, n_chunks), generator=g)]
     t = torch.where(torch.rand(batch, n_chunks, generator=g) < grid_share, on_grid,
                     torch.rand(batch, n_chunks, generator=g))  # (B, n)
