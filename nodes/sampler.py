@@ -17,7 +17,7 @@ from ..starcaster_core.generate import (
     resolve_camera,
 )
 from .types import CATEGORY, CameraTrajectory, SpeechConditioning, StarcasterModel
-from .validate import user_errors
+from .validate import compile_errors, user_errors
 
 PREVIEW_SIZE = 256
 NAME = "STARCaster AR Sampler"
@@ -80,7 +80,7 @@ class ARSampler(io.ComfyNode):
 
         device = model.load()
         video = None  # (T, H, W, 3), filled chunk by chunk: no second copy of a long video
-        with torch.inference_mode(), user_errors(NAME):
+        with torch.inference_mode(), user_errors(NAME), compile_errors():
             for start, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
                                          interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
                 frames = to_image(chunk) if vae is None else vae.decode(chunk).cpu()  # (K, H, W, 3)

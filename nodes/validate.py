@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch._dynamo.exc
+
 
 @contextmanager
 def user_errors(node: str) -> Iterator[None]:
@@ -26,6 +28,20 @@ def user_errors(node: str) -> Iterator[None]:
         except Exception:  # a ValueError subclass with a different signature (JSONDecodeError, ...)
             wrapped = ValueError(f"{node}: {message}")
         raise wrapped from e
+
+
+@contextmanager
+def compile_errors() -> Iterator[None]:
+    """A failed torch.compile (no C++ compiler, an unsupported device or op) as a ValueError that
+    says how to get going again; it surfaces at the first sampling step, not in the loader."""
+    try:
+        yield
+    except torch._dynamo.exc.TorchDynamoException as e:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise ValueError(
+            f"torch.compile could not compile the model ({lines[0] if lines else type(e).__name__}); switch "
+            "'compile' off in the STARCaster Model Loader, or install a C++ compiler (e.g. apt install g++)"
+        ) from e
 
 
 def safe_prefix(prefix: str, folder: str) -> str:

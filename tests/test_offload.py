@@ -1,5 +1,5 @@
-"""ComfyUI's lowvram partial loading on our ModelPatcher: every layer that does not fit is cast
-from the offload device at use (comfy.ops), and the video must not change.
+"""ComfyUI's lowvram partial loading on our ModelPatcher (every layer that does not fit is cast
+from the offload device at use, and the video must not change), and a failed torch.compile.
 
 Runs in-process with the in-process ComfyUI of the fuzz tests (their `pack` fixture).
 """
@@ -45,3 +45,30 @@ def test_lowvram_partial_load_samples_the_same_video(pack):  # noqa: F811
     assert module.model_lowvram and len(cast) >= 3 * cfg.depth  # linears, convs, norms of every block
     assert any(isinstance(m, torch.nn.Conv2d) for m in cast)  # the pixel head goes through comfy.ops too
     torch.testing.assert_close(video(), reference, atol=1e-5, rtol=0)
+
+
+def test_failed_compile_is_an_actionable_sampler_error(pack, monkeypatch):  # noqa: F811
+    """With compile on and no working C++ compiler, the sampler says to switch compile off."""
+    import comfy.model_patcher
+    import comfy.ops
+    import torch._inductor.config
+
+    config, audio = pack["core"]("config"), pack["core"]("audio")
+    identity, generate = pack["core"]("identity"), pack["core"]("generate")
+    model_mod = importlib.import_module(f"{PACKAGE}.starcaster_core.model")
+    loader = importlib.import_module(f"{PACKAGE}.nodes.loader")
+    sampler_node = importlib.import_module(f"{PACKAGE}.nodes.sampler")
+    module = model_mod.STARCaster(config.PRESETS["tiny"], comfy.ops.disable_weight_init).eval()
+    module.denoiser.compile_blocks()  # what the loader does with compile on
+    model = loader.LoadedModel(comfy.model_patcher.ModelPatcher(module, torch.device("cpu"), torch.device("cpu")),
+                               "tiny (compiled)")
+    cfg = module.config
+    feats = audio.AudioFeatures(torch.rand(4, cfg.audio_window, cfg.audio_mels), 25.0, 4 / 25.0)
+    speech = generate.SpeechConditioning(feats, identity.random_identity(module, 0))
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))
+    monkeypatch.setattr(torch._inductor.config, "force_disable_caches", True)  # no compiled code from earlier tests
+    torch._dynamo.reset()  # compile afresh, with the broken compiler
+    with pytest.raises(ValueError, match=r"^STARCaster AR Sampler: torch.compile could not compile .*"
+                                         r"switch 'compile' off in the STARCaster Model Loader"):
+        sampler_node.ARSampler.execute(model, speech, 0, 1, 1.0, 1.0, 2, 2)
+    torch._dynamo.reset()
