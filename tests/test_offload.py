@@ -47,6 +47,7 @@ def test_lowvram_partial_load_samples_the_same_video(pack):  # noqa: F811
     torch.testing.assert_close(video(), reference, atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")  # expected: the caches are off on purpose
 def test_failed_compile_is_an_actionable_sampler_error(pack, monkeypatch):  # noqa: F811
     """With compile on and no working C++ compiler, the sampler says to switch compile off."""
     import comfy.model_patcher
