@@ -57,19 +57,23 @@ class ARSampler(io.ComfyNode):
                              tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
                 CameraTrajectory.Input("camera", optional=True),
                 io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
+                io.Float.Input("shift", default=1.0, min=0.1, max=10.0, step=0.1, optional=True,
+                               tooltip="Timestep shift: above 1 spends the steps nearer pure noise. On the demo "
+                                       "model 2 lip-syncs short clips better; 1 holds up better over minutes"),
             ],
             outputs=[io.Image.Output(display_name="images"), io.Float.Output(display_name="fps")],
         )
 
     @classmethod
     def execute(cls, model, conditioning, seed, steps, audio_guidance, identity_guidance, chunk_size,
-                context_window, camera=None, vae=None) -> io.NodeOutput:
+                context_window, camera=None, vae=None, shift=1.0) -> io.NodeOutput:
         config = model.module.config
         n_frames = conditioning.features.n_frames
         with user_errors(NAME):
             if config.space == "latent" and vae is None:
                 raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
-            settings = GenerateSettings(seed, steps, 1.0, audio_guidance, identity_guidance, chunk_size, context_window)
+            settings = GenerateSettings(seed, steps, shift, audio_guidance, identity_guidance, chunk_size,
+                                        context_window)
             check_settings(settings)
         bar = comfy.utils.ProgressBar(n_frames * steps)
 

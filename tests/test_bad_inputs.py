@@ -360,7 +360,7 @@ MESSAGE_SOURCES = ["nodes/audio.py", "nodes/identity.py", "nodes/loader.py", "no
 # raised only inside a wrapper that reports them as part of another (documented) message, or
 # only reachable by calling the core directly
 INTERNAL_MESSAGES = ("config is a", "must be {}", "{} = {} is out of range", "expected one RGB image",
-                     "checkpoint not found", "timestep shift", "{} {} is out of range; use 0 to {} (1.0 = off)")
+                     "checkpoint not found", "{} {} is out of range; use 0 to {} (1.0 = off)")
 
 
 def message_key(arg) -> str:

@@ -1,5 +1,6 @@
-"""ComfyUI's lowvram partial loading on our ModelPatcher (every layer that does not fit is cast
-from the offload device at use, and the video must not change), and a failed torch.compile.
+"""In-process node tests of model management and sampler options: ComfyUI's lowvram partial
+loading on our ModelPatcher (every layer that does not fit is cast from the offload device at
+use, and the video must not change), a failed torch.compile, and the sampler's shift input.
 
 Runs in-process with the in-process ComfyUI of the fuzz tests (their `pack` fixture).
 """
@@ -73,3 +74,31 @@ def test_failed_compile_is_an_actionable_sampler_error(pack, monkeypatch):  # no
                                          r"switch 'compile' off in the STARCaster Model Loader"):
         sampler_node.ARSampler.execute(model, speech, 0, 1, 1.0, 1.0, 2, 2)
     torch._dynamo.reset()
+
+
+def test_sampler_shift_input_reaches_the_schedule(pack):  # noqa: F811
+    """The AR Sampler's optional `shift` changes the video; left out, it is the core default."""
+    import comfy.model_patcher
+    import comfy.ops
+
+    config, audio = pack["core"]("config"), pack["core"]("audio")
+    identity, generate = pack["core"]("identity"), pack["core"]("generate")
+    model_mod = importlib.import_module(f"{PACKAGE}.starcaster_core.model")
+    loader = importlib.import_module(f"{PACKAGE}.nodes.loader")
+    sampler_node = importlib.import_module(f"{PACKAGE}.nodes.sampler")
+    torch.manual_seed(0)
+    module = model_mod.STARCaster(config.PRESETS["tiny"], comfy.ops.disable_weight_init).eval()
+    for p in module.parameters():
+        p.data.normal_(0, 0.1)
+    model = loader.LoadedModel(comfy.model_patcher.ModelPatcher(module, torch.device("cpu"), torch.device("cpu")),
+                               "tiny")
+    cfg = module.config
+    feats = audio.AudioFeatures(torch.rand(4, cfg.audio_window, cfg.audio_mels), 25.0, 4 / 25.0)
+    speech = generate.SpeechConditioning(feats, identity.random_identity(module, 0))
+
+    def video(**kw) -> torch.Tensor:
+        return sampler_node.ARSampler.execute(model, speech, 0, 3, 1.0, 1.0, 2, 2, **kw).args[0]
+
+    assert generate.GenerateSettings().shift == 1.0
+    torch.testing.assert_close(video(), video(shift=1.0), atol=0, rtol=0)
+    assert (video(shift=3.0) - video(shift=1.0)).abs().max() > 1e-3
