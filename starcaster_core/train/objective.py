@@ -8,8 +8,9 @@ from einops import rearrange
 
 from ..camera import pose_features
 from ..conditioning import Conditioning
-from ..flow import add_noise, euler_step, timesteps, velocity_loss
+from ..flow import add_noise, timesteps, velocity_loss
 from ..model import STARCaster
+from ..sampler import sample_video
 from .config import Stage, TrainConfig
 from .lip_reader import LipReader, lip_feature_loss, mouth_crops
 
@@ -35,23 +36,10 @@ def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: to
 
 @torch.no_grad()
 def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator) -> torch.Tensor:
-    """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W): chunk after
-    chunk, each denoised in `steps` Euler steps on the chunks generated before it (as the AR
-    sampler does, with the context recomputed instead of cached)."""
-    cfg = model.config
-    b, dev = cond.batch, cond.audio.device
-    video = torch.zeros(b, cfg.channels, 0, cfg.height, cfg.width, device=dev)
-    schedule = timesteps(steps)
-    for start in range(0, n_frames, cfg.chunk):
-        x = torch.randn(b, cfg.channels, cfg.chunk, cfg.height, cfg.width, generator=g).to(dev)
-        for i in range(steps):
-            t, t_next = float(schedule[i]), float(schedule[i + 1])
-            t_in = torch.cat([torch.zeros(b, start, device=dev), torch.full((b, cfg.chunk), t, device=dev)], 1)
-            inp = torch.cat([video, x], dim=2)  # (B, C, start + chunk, H, W)
-            x0 = model.denoiser(inp, t_in, cond.frame_slice(0, start + cfg.chunk), block=cfg.chunk)[:, :, start:]
-            x = euler_step(x, x0, t, t_next) if t_next > 0 else x0
-        video = torch.cat([video, x.float()], dim=2)
-    return video
+    """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W), made by the
+    AR sampler itself (`steps` Euler steps per chunk, the whole context recomputed)."""
+    return sample_video(model.denoiser, cond.frame_slice(0, n_frames), timesteps(steps), generator=g,
+                        chunk=model.config.chunk, context=None, use_cache=False)
 
 
 def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
