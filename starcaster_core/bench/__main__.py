@@ -70,9 +70,9 @@ def run_child(dtype: str, seconds: float, compiled: bool = False) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compiled_rows(name: str, L: float) -> list[tuple[str, str]]:
-    """End-to-end speed with torch.compile'd blocks against eager, in fresh processes."""
-    eager, comp = run_child(name, L), run_child(name, L, compiled=True)
+def compiled_rows(name: str, L: float, eager: dict) -> list[tuple[str, str]]:
+    """End-to-end speed with torch.compile'd blocks (a fresh process) against the eager run."""
+    comp = run_child(name, L, compiled=True)
     fps_e, fps_c = eager["frames"] / eager["seconds"], comp["frames"] / comp["seconds"]
     return [
         (f"[{name}] torch.compile: end-to-end frames/s", f"{fps_c:.1f} vs eager {fps_e:.1f}  ({fps_c / fps_e:.2f}x)"),
@@ -105,8 +105,8 @@ def timed(fn) -> tuple[object, float]:
 
 
 @torch.inference_mode()
-def measure(name: str, dtype: torch.dtype, L: float) -> list[tuple[str, str]]:
-    """Every figure for one weight dtype."""
+def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tuple[str, str]]:
+    """Every figure for one weight dtype (and torch.compile against eager if `compiled`)."""
     runs = {k: run_child(name, k * L) for k in (1, 2, 4)}
     fps = runs[1]["frames"] / runs[1]["seconds"]
     rows = [
@@ -116,6 +116,7 @@ def measure(name: str, dtype: torch.dtype, L: float) -> list[tuple[str, str]]:
          f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, {runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
         (f"[{name}] peak RSS 1L / 2L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 2, 4))),
         (f"[{name}] mem(4L)/mem(L)", f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}"),
+        *(compiled_rows(name, L, runs[1]) if compiled else []),
     ]
     model = default_model(dtype=dtype)
     den, cond = model.denoiser, cond_for(model, L)
@@ -151,8 +152,7 @@ def main() -> None:
         return child(args.child[0], float(args.child[1]), args.compile)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
     for name, dtype in DTYPES.items():
-        rows += measure(name, dtype, args.seconds)
-        rows += compiled_rows(name, args.seconds) if args.compile else []
+        rows += measure(name, dtype, args.seconds, args.compile)
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
