@@ -127,3 +127,28 @@ def test_compiled_blocks_sample_the_same_video():
     compiled = sample_video(model, cond, generator=torch.Generator().manual_seed(3), **kw)
     assert list(model.state_dict()) == keys  # checkpoints save and load as before
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_fit_prior_recovers_a_linear_frame_map_from_streamed_batches():
+    model = tiny_model().denoiser
+    g = torch.Generator().manual_seed(4)
+    n, d_in = 240, TINY.identity_dim + TINY.camera_dim
+    inputs = torch.randn(n, d_in, generator=g)
+    weight = torch.randn(d_in, TINY.channels * TINY.height * TINY.width, generator=g) * 0.1
+    frames = (inputs @ weight + 0.3).view(n, TINY.channels, TINY.height, TINY.width)
+    frames = frames + 0.01 * torch.randn(frames.shape, generator=g)  # noise the fit cannot explain
+    mse = model.fit_prior((inputs[i : i + 100], frames[i : i + 100]) for i in range(0, n, 100))
+    assert 0.5e-4 < mse < 1.5e-4, f"the residual must be the noise's variance (1e-4), got {mse}"
+    held = torch.randn(8, d_in, generator=g)
+    torch.testing.assert_close(model.prior(held), held @ weight + 0.3, atol=0.02, rtol=0)
+
+
+@torch.no_grad()
+def test_frame_prior_reads_the_identity_only_when_it_is_on():
+    model = tiny_model().denoiser
+    cond = tiny_cond(4, batch=2)
+    off = cond.with_flags(use_audio=True, use_identity=False)
+    other = replace(off, identity=off.identity + 1.0)
+    assert torch.equal(model.frame_prior(off), model.frame_prior(other)), "switched-off identity leaked"
+    assert not torch.allclose(model.frame_prior(cond), model.frame_prior(off))

@@ -23,7 +23,8 @@ from starcaster_core.train.lip_reader import LipReader, lip_reader_loss, mouth_c
 from starcaster_core.train.objective import batch_loss
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = replace(PRESETS["demo"], name="small", dim=64, depth=2, heads=4, chunk=4)
+SMALL = replace(PRESETS["demo"], name="small", dim=64, depth=2, heads=4, chunk=4, identity_canvas=True,
+                frame_prior=True, head_skip=True)
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     def loss_now() -> torch.Tensor:  # the same noise and dropout every call: a fixed batch
         return batch_loss(model, batch, tc, stage, torch.Generator().manual_seed(2), reader)[0]
 
+    prior = model.denoiser.prior.weight.clone()
     before = loss_now()
     opt.zero_grad()
     before.backward()
@@ -67,6 +69,7 @@ def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     with torch.no_grad():
         after = loss_now()
     assert after < before, f"{stage}: loss {before.item():.4f} -> {after.item():.4f}"
+    assert torch.equal(model.denoiser.prior.weight, prior), "the fitted frame prior is frozen, not trained"
 
 
 def test_lip_reader_learns_on_tiny_data(sampler):
@@ -139,3 +142,23 @@ def test_self_forcing_rollout_is_the_autoregressive_sampler():
     assert own.shape == (2, TINY.channels, 6, TINY.height, TINY.width)
     torch.testing.assert_close(own, ar, atol=1e-5, rtol=0)
     assert own.std() > 0.05  # a real video, not a constant
+
+
+@torch.no_grad()
+def test_probe_scores_an_untrained_model_at_zero_and_the_fitted_prior_beats_the_mean(sampler):
+    from starcaster_core.eval.probe import denoising_errors
+
+    torch.manual_seed(0)
+    denoiser = STARCaster(SMALL).denoiser.eval()  # adaLN-Zero and a zero prior: predicts x0 = 0
+    batch = sampler.sample(6, 0.0, torch.Generator().manual_seed(3))
+    x0 = batch["frames"].transpose(1, 2)  # (B, C, T, H, W)
+    before = denoising_errors(denoiser, batch)
+    first = x0[:, :, : SMALL.chunk].pow(2).mean().item()
+    assert before["first chunk, t=1"] == pytest.approx(first, rel=1e-5)
+    assert before["identity on vs off at t=1 (output change)"] == 0.0
+
+    mse = denoiser.fit_prior(sampler.prior_pairs(every=1))
+    after = denoising_errors(denoiser, batch)
+    assert mse < 0.5 * before["mean frame (no conditioning)"], mse
+    assert after["first chunk, t=1"] < 0.5 * before["mean frame (no conditioning)"], after
+    assert after["identity on vs off at t=1 (output change)"] > 0.01, after

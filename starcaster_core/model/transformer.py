@@ -4,6 +4,13 @@ Every frame is patchified into N tokens; attention runs over all tokens of all f
 block-causal rule in time (a frame sees its own chunk and earlier frames, never later ones).
 Training passes a whole clip; the autoregressive sampler passes one chunk plus a `KVCache` of
 the clean frames before it. Both go through this one forward.
+
+The identity reaches the frames through the per-frame adaLN, the sink tokens and, when the
+config asks for them, an identity "canvas" (one embedding per token position) and a linear
+frame prior mu(identity, camera), fitted by least squares before training. With the prior the
+network denoises the residual x0 - mu: it reads x_t - (1 - t) mu and mu is added back to its
+estimate, so from pure noise it starts at the identity's linear mean frame instead of at the
+data set's mean (which a few thousand steps never got past at t = 1).
 """
 
 from __future__ import annotations
@@ -52,11 +59,19 @@ class STARCasterDenoiser(nn.Module):
         self.audio_null = nn.Parameter(torch.zeros(d))
         self.identity_null = nn.Parameter(torch.zeros(d))
         self.sink_null = nn.Parameter(torch.zeros(cfg.identity_tokens, d))
+        if cfg.identity_canvas:  # identity -> one embedding per token position of a frame
+            self.canvas = ops.Linear(cfg.identity_dim, cfg.tokens_per_frame * d)
+            self.canvas_null = nn.Parameter(torch.zeros(cfg.tokens_per_frame, d))
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, ops) for _ in range(cfg.depth))
         self.final_norm = ops.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = ops.Linear(d, 2 * d)
         self.out = ops.Linear(d, cfg.patch * cfg.patch * cfg.channels)
-        self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops) if cfg.head_channels else None
+        if cfg.frame_prior:  # (identity, camera) -> a whole frame, fitted by least squares, then frozen:
+            # trained on, Adam's per-weight steps turned the smooth mean face into coloured blotches
+            self.prior = ops.Linear(cfg.identity_dim + cfg.camera_dim, cfg.channels * cfg.height * cfg.width)
+            self.prior.requires_grad_(False)
+        self.head = (PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, skip=cfg.head_skip)
+                     if cfg.head_channels else None)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -69,7 +84,9 @@ class STARCasterDenoiser(nn.Module):
         for blk in self.blocks:
             nn.init.zeros_(blk.ada.weight)
             nn.init.zeros_(blk.ada.bias)
-        for m in (self.final_ada, self.out):
+        for m in (self.final_ada, self.out, getattr(self, "canvas", None), getattr(self, "prior", None)):
+            if m is None:
+                continue
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
         if self.head is not None:
@@ -82,6 +99,35 @@ class STARCasterDenoiser(nn.Module):
         length changes while the cache fills, so shapes are compiled as dynamic."""
         for blk in self.blocks:
             blk.compile(dynamic=True)
+
+    def prior_inputs(self, cond: Conditioning) -> torch.Tensor:
+        """(B, T, Di + 10): the identity (zeros when switched off) beside every frame's camera."""
+        ident = cond.identity * cond.use_identity[:, None].to(cond.identity.dtype)  # (B, Di)
+        return torch.cat([ident[:, None].expand(-1, cond.frames, -1), cond.camera], dim=-1)
+
+    def frame_prior(self, cond: Conditioning) -> torch.Tensor:
+        """The prior's frames (B, C, T, H, W)."""
+        cfg = self.config
+        flat = self.prior(self.prior_inputs(cond))  # (B, T, C * H * W)
+        return rearrange(flat, "b t (c h w) -> b c t h w", c=cfg.channels, h=cfg.height)
+
+    @torch.no_grad()
+    def fit_prior(self, pairs) -> float:
+        """Least-squares fit of the frame prior (a data-dependent initialisation: the network then
+        learns only what is not linear in identity and camera). `pairs` yields (inputs (n, Di + 10)
+        as `prior_inputs`, frames (n, C, H, W)); they are summed into the normal equations, so
+        any number of frames fits in memory. Returns the fit's mean squared error."""
+        xtx, xty, yty, rows = 0.0, 0.0, 0.0, 0
+        for inputs, frames in pairs:
+            x = torch.cat([inputs, torch.ones_like(inputs[:, :1])], dim=1).double()  # (n, Di + 11)
+            y = frames.flatten(1).double()  # (n, C * H * W)
+            xtx, xty, yty, rows = xtx + x.T @ x, xty + x.T @ y, yty + y.pow(2).sum(), rows + len(x)
+        ridge = 1e-4 * torch.eye(xtx.shape[0], dtype=xtx.dtype) * xtx.diagonal().mean()
+        w = torch.linalg.solve(xtx + ridge, xty)  # (Di + 11, C * H * W)
+        self.prior.weight.copy_(w[:-1].T)
+        self.prior.bias.copy_(w[-1])
+        sse = yty - 2 * (w * xty).sum() + (w * (xtx @ w)).sum()  # ||x w - y||^2 from the sums
+        return float(sse / (rows * w.shape[1]))
 
     def new_cache(self, window: int | None) -> KVCache:
         return KVCache(self.config.depth, self.config.tokens_per_frame, window)
@@ -107,6 +153,13 @@ class STARCasterDenoiser(nn.Module):
         b, s = cond.batch, self.config.identity_tokens
         sink = self.identity_sink(cond.identity).view(b, s, -1)  # (B, S * D) -> (B, S, D)
         return torch.where(cond.use_identity[:, None, None], sink, self.sink_null.expand_as(sink))
+
+    def canvas_tokens(self, cond: Conditioning) -> torch.Tensor:
+        """The identity's embedding of every token position of a frame: (B, 1, N, D)."""
+        b, n = cond.batch, self.config.tokens_per_frame
+        canvas = self.canvas(cond.identity).view(b, n, -1)  # (B, N * D) -> (B, N, D)
+        canvas = torch.where(cond.use_identity[:, None, None], canvas, self.canvas_null.expand_as(canvas))
+        return canvas[:, None]
 
     def forward(
         self,
@@ -134,8 +187,14 @@ class STARCasterDenoiser(nn.Module):
         per_frame, p = cfg.tokens_per_frame, cfg.patch
 
         # 1. tokens of every frame, with the fixed spatial table
-        tokens = rearrange(x.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
+        x_t = x.float()
+        if cfg.frame_prior:  # denoise the residual y = x0 - mu: y_t = x_t - (1 - t) mu
+            mu = self.frame_prior(cond).float()  # (B, C, T, H, W)
+            x_t = x_t - (1 - t.float()[:, None, :, None, None]) * mu
+        tokens = rearrange(x_t.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
+        if cfg.identity_canvas:
+            tokens = tokens + self.canvas_tokens(cond)  # + (B, 1, N, D)
         tokens = rearrange(tokens, "b t n d -> b (t n) d")  # (B, L, D), L = T * N
 
         # 2. per-frame conditioning (B, T, D) and the identity sink (B, S, D)
@@ -168,8 +227,10 @@ class STARCasterDenoiser(nn.Module):
             self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         )
         if self.head is not None:
-            out = self.head(tokens, out)
+            out = self.head(tokens, out, x_t.to(out.dtype) if cfg.head_skip else None)
         out = out.float()
+        if cfg.frame_prior:
+            out = out + mu
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
         return out

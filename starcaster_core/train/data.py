@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import audio_features
+from ..camera import pose_features
 from ..config import ModelConfig
 from ..synthetic.shards import ShardDataset
 
@@ -81,6 +82,19 @@ class ClipSampler:
         if ids is None:
             return None
         return ids.mean(0), ids.std(0).clamp(min=0.05)
+
+    def prior_pairs(self, every: int = 4, batch: int = 64):
+        """(identity beside camera features (n, Di + 10), frames (n, 3, H, W)) over every
+        `every`-th frame of all sequences, for `STARCasterDenoiser.fit_prior`; nothing without
+        ground-truth identities."""
+        for seqs in (self.talking, self.orbit):
+            if seqs is None or "identity" not in seqs.extra:
+                continue
+            for i in range(0, len(seqs), batch):
+                cam = pose_features(seqs.camera[i : i + batch, ::every])  # (n, T', 10)
+                ident = seqs.extra["identity"][i : i + batch, None].expand(-1, cam.shape[1], -1)  # (n, T', Di)
+                frames = seqs.frames[i : i + batch, ::every].float() / 127.5 - 1  # (n, T', 3, H, W)
+                yield torch.cat([ident, cam], dim=-1).flatten(0, 1), frames.flatten(0, 1)
 
     def _take(self, seqs: Sequences, n: int, g: torch.Generator) -> dict:
         idx = torch.randint(len(seqs), (n,), generator=g)

@@ -122,6 +122,9 @@ def train(tc: TrainConfig) -> Path:
     reader = LipReader(config.audio_mels).to(device)
     start = load_state(state_path, model, reader, opt) if state_path.is_file() else 0
     if start == 0:
+        if config.frame_prior:
+            mse = model.denoiser.fit_prior(sampler.prior_pairs())
+            log.info("frame prior fitted by least squares: mse %.4f", mse)
         reader = train_lip_reader(sampler, tc, device)
     reader.eval().requires_grad_(False)
     objective = Objective(model)
