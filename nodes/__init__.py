@@ -15,12 +15,13 @@ from .identity import SUBFOLDER as IDENTITY_SUBFOLDER
 from .identity import IdentityFromImage, LoadIdentity, MixIdentity, RandomIdentity, SaveIdentity
 from .loader import FOLDER as MODEL_FOLDER
 from .loader import ModelLoader
+from .render import RenderVideo
 from .sampler import ARSampler
 
 NODES: list[type[io.ComfyNode]] = [
     ModelLoader, IdentityFromImage, LoadIdentity, MixIdentity, RandomIdentity, SaveIdentity,
     AudioFeaturesNode, LipSyncConditioning, CameraTrajectoryNode, SaveCameraTrajectory, LoadCameraTrajectory,
-    ARSampler,
+    ARSampler, RenderVideo,
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import comfy.model_management
 import comfy.utils
 import torch
@@ -34,6 +36,60 @@ def preview(frame: torch.Tensor) -> tuple[str, Image.Image, int]:
     return "JPEG", Image.fromarray(pixels).resize((PREVIEW_SIZE, PREVIEW_SIZE), Image.NEAREST), PREVIEW_SIZE
 
 
+def generation_inputs() -> list:
+    """The inputs every generating node shares (the AR Sampler's, in its order)."""
+    return [
+        StarcasterModel.Input("model"),
+        SpeechConditioning.Input("conditioning"),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+        io.Int.Input("steps", default=4, min=1, max=100, tooltip="Euler flow steps per chunk"),
+        io.Float.Input("audio_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+                       tooltip="Classifier-free guidance on the audio (1 = off)"),
+        io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+                       tooltip="Classifier-free guidance on the identity (1 = off)"),
+        io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK, tooltip="Frames generated per step of the AR loop"),
+        io.Int.Input("context_window", default=8, min=0, max=MAX_CONTEXT,
+                     tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
+        CameraTrajectory.Input("camera", optional=True),
+        io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
+        io.Float.Input("shift", default=1.0, min=0.1, max=10.0, step=0.1, optional=True,
+                       tooltip="Timestep shift: above 1 spends the steps nearer pure noise. On the demo "
+                               "model 2 lip-syncs short clips better; 1 holds up better over minutes"),
+    ]
+
+
+def generated_frames(node: str, model, conditioning, seed, steps, audio_guidance, identity_guidance, chunk_size,
+                     context_window, camera=None, vae=None, shift=1.0) -> Iterator[tuple[int, torch.Tensor]]:
+    """Checks the inputs, then yields (first frame index, frames (K, H, W, 3) in 0..1 on the
+    CPU) chunk by chunk, with ComfyUI's progress bar, previews and cancel button."""
+    config = model.module.config
+    with user_errors(node):
+        if config.space == "latent" and vae is None:
+            raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
+        settings = GenerateSettings(seed, steps, shift, audio_guidance, identity_guidance, chunk_size, context_window)
+        check_settings(settings)
+    bar = comfy.utils.ProgressBar(conditioning.features.n_frames * steps)
+
+    def on_step(info: dict) -> None:
+        done = info["start"] * steps + (info["i"] + 1) * info["denoised"].shape[2]
+        shown = preview(info["denoised"][0, :, 0]) if config.space == "pixel" else None
+        bar.update_absolute(done, preview=shown)
+
+    device = model.load()
+    with torch.inference_mode(), user_errors(node), compile_errors():
+        for start, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
+                                     interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
+            yield start, (to_image(chunk) if vae is None else vae.decode(chunk).cpu())
+
+
+def camera_ui(conditioning, camera) -> dict:
+    """The node's UI text and the camera path that was honoured, row by row."""
+    n_frames = conditioning.features.n_frames
+    used = resolve_camera(camera, n_frames)
+    return {"text": [f"{n_frames} frames at {conditioning.features.fps:g} fps"],
+            "camera": [[round(v, 3) for v in row] for row in used.tolist()]}
+
+
 class ARSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -42,56 +98,17 @@ class ARSampler(io.ComfyNode):
             display_name=NAME,
             category=CATEGORY,
             description="Generates the talking-head video chunk after chunk (KV cache), for audio of any length.",
-            inputs=[
-                StarcasterModel.Input("model"),
-                SpeechConditioning.Input("conditioning"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
-                io.Int.Input("steps", default=4, min=1, max=100, tooltip="Euler flow steps per chunk"),
-                io.Float.Input("audio_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
-                               tooltip="Classifier-free guidance on the audio (1 = off)"),
-                io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
-                               tooltip="Classifier-free guidance on the identity (1 = off)"),
-                io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK,
-                             tooltip="Frames generated per step of the AR loop"),
-                io.Int.Input("context_window", default=8, min=0, max=MAX_CONTEXT,
-                             tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
-                CameraTrajectory.Input("camera", optional=True),
-                io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
-                io.Float.Input("shift", default=1.0, min=0.1, max=10.0, step=0.1, optional=True,
-                               tooltip="Timestep shift: above 1 spends the steps nearer pure noise. On the demo "
-                                       "model 2 lip-syncs short clips better; 1 holds up better over minutes"),
-            ],
+            inputs=generation_inputs(),
             outputs=[io.Image.Output(display_name="images"), io.Float.Output(display_name="fps")],
         )
 
     @classmethod
     def execute(cls, model, conditioning, seed, steps, audio_guidance, identity_guidance, chunk_size,
                 context_window, camera=None, vae=None, shift=1.0) -> io.NodeOutput:
-        config = model.module.config
-        n_frames = conditioning.features.n_frames
-        with user_errors(NAME):
-            if config.space == "latent" and vae is None:
-                raise ValueError(f"model '{model.name}' works in a VAE latent space; connect the matching VAE")
-            settings = GenerateSettings(seed, steps, shift, audio_guidance, identity_guidance, chunk_size,
-                                        context_window)
-            check_settings(settings)
-        bar = comfy.utils.ProgressBar(n_frames * steps)
-
-        def on_step(info: dict) -> None:
-            done = info["start"] * steps + (info["i"] + 1) * info["denoised"].shape[2]
-            shown = preview(info["denoised"][0, :, 0]) if config.space == "pixel" else None
-            bar.update_absolute(done, preview=shown)
-
-        device = model.load()
         video = None  # (T, H, W, 3), filled chunk by chunk: no second copy of a long video
-        with torch.inference_mode(), user_errors(NAME), compile_errors():
-            for start, chunk in generate(model.module, conditioning, camera, settings, device=device, callback=on_step,
-                                         interrupt=comfy.model_management.throw_exception_if_processing_interrupted):
-                frames = to_image(chunk) if vae is None else vae.decode(chunk).cpu()  # (K, H, W, 3)
-                if video is None:
-                    video = torch.empty((n_frames, *frames.shape[1:]), dtype=frames.dtype)
-                video[start : start + frames.shape[0]] = frames
-        used = resolve_camera(camera, n_frames)
-        ui = {"text": [f"{n_frames} frames at {conditioning.features.fps:g} fps"],
-              "camera": [[round(v, 3) for v in row] for row in used.tolist()]}  # what was honoured
-        return io.NodeOutput(video, conditioning.features.fps, ui=ui)
+        for start, frames in generated_frames(NAME, model, conditioning, seed, steps, audio_guidance, identity_guidance,
+                                              chunk_size, context_window, camera, vae, shift):
+            if video is None:
+                video = torch.empty((conditioning.features.n_frames, *frames.shape[1:]), dtype=frames.dtype)
+            video[start : start + frames.shape[0]] = frames
+        return io.NodeOutput(video, conditioning.features.fps, ui=camera_ui(conditioning, camera))

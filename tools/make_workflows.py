@@ -40,6 +40,16 @@ def common(identity: dict[str, tuple], camera: dict) -> Graph:
     }
 
 
+def streamed(graph: Graph) -> Graph:
+    """The same graph rendering straight to an MP4 (STARCaster Render Video) instead of
+    sampler -> CreateVideo -> SaveVideo: memory holds one chunk, for long speeches."""
+    out = {k: v for k, v in graph.items() if k not in ("sampler", "video", "save")}
+    _, widgets, inputs, col, row = graph["sampler"]
+    out["render"] = ("STARCasterRenderVideo", {**widgets, "filename_prefix": "video/starcaster_render"},
+                     {**inputs, "audio": ("audio", 0)}, col, row)
+    return out
+
+
 PORTRAIT_IDENTITY = {
     "image": ("LoadImage", {"image": PORTRAIT}, {}, 0, 1),
     "identity": ("STARCasterIdentityFromImage", {"crop": "center"},
@@ -62,6 +72,7 @@ WORKFLOWS = {
     "starcaster_camera_orbit": common(PORTRAIT_IDENTITY, {"preset": "orbit_left", "amplitude": 1.0}),
     # an orbit (the preset) plus a nod drawn as keyframes in the camera editor (offsets on the orbit)
     "starcaster_orbit_nod": common(PORTRAIT_IDENTITY, {"preset": "orbit_left", "amplitude": 1.0, "keyframes": NOD}),
+    "starcaster_render_to_file": streamed(common(PORTRAIT_IDENTITY, {"preset": "handheld", "amplitude": 1.0})),
 }
 
 
