@@ -18,6 +18,7 @@ from .validate import safe_prefix, user_errors
 from .video_writer import StreamingVideoWriter
 
 NAME = "STARCaster Render Video"
+SUBFOLDER = "starcaster_videos"  # under ComfyUI's output folder, as every file this pack writes
 
 
 def check_audio(audio: dict, duration: float, fps: float) -> None:
@@ -26,7 +27,10 @@ def check_audio(audio: dict, duration: float, fps: float) -> None:
     if wave is None or wave.ndim != 3 or wave.shape[0] != 1 or "sample_rate" not in audio:
         raise ValueError("audio must be one clip of ComfyUI AUDIO (waveform [1, channels, samples]); "
                          "connect the same Load Audio that feeds STARCaster Audio Features")
-    seconds = wave.shape[-1] / int(audio["sample_rate"])
+    rate = audio["sample_rate"]
+    if not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+        raise ValueError(f"audio sample rate {rate!r} is not a positive number; connect a Load Audio node")
+    seconds = wave.shape[-1] / rate
     if abs(seconds - duration) > 1.0 / fps:
         raise ValueError(f"audio is {seconds:.2f} s but the conditioning was made from {duration:.2f} s of speech; "
                          "connect the same Load Audio to this node and to STARCaster Audio Features")
@@ -44,8 +48,8 @@ class RenderVideo(io.ComfyNode):
             inputs=[
                 *generation_inputs(),
                 io.Audio.Input("audio", tooltip="The speech, muxed into the file (the same audio as the features)"),
-                io.String.Input("filename_prefix", default="starcaster/video",
-                                tooltip="Where under ComfyUI's output folder the MP4 goes"),
+                io.String.Input("filename_prefix", default="starcaster",
+                                tooltip="File name (and subfolders) of the MP4 under output/starcaster_videos/"),
             ],
             outputs=[io.Video.Output(display_name="video"), io.Float.Output(display_name="fps")],
             is_output_node=True,
@@ -56,7 +60,7 @@ class RenderVideo(io.ComfyNode):
                 audio, filename_prefix, camera=None, vae=None, shift=1.0) -> io.NodeOutput:
         features = conditioning.features
         with user_errors(NAME):
-            prefix = safe_prefix(filename_prefix, "")
+            prefix = safe_prefix(filename_prefix, SUBFOLDER)  # never leaves output/starcaster_videos/
             check_audio(audio, features.duration, features.fps)
         height, width = model.module.config.pixel_size
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(

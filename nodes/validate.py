@@ -55,7 +55,7 @@ def safe_prefix(prefix: str, folder: str) -> str:
     if ("\0" in prefix or os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or ".." in parts
             or (len(prefix) > 1 and prefix[1] == ":")):
         raise ValueError(
-            f"filename_prefix {prefix!r} would leave {os.path.join('output', folder, '')}; use a plain name such as "
+            f"filename_prefix {prefix!r} would leave output/{folder}/; use a plain name such as "
             "'identity' or 'people/anna' (no '..', no absolute path)"
         )
     return os.path.join(folder, *[p for p in parts if p not in ("", ".")])

@@ -24,7 +24,7 @@ SETTINGS = {"seed": 3, "steps": 2, "audio_guidance": 1.0, "identity_guidance": 1
             "context_window": 8}
 
 
-def render_graph(audio_name: str, muxed: dict | None = None, prefix: str = "starcaster_test/render") -> dict:
+def render_graph(audio_name: str, muxed: dict | None = None, prefix: str = "test/render") -> dict:
     """The shared talking graph with the sampler's frames saved as PNGs and a Render Video node
     with the same settings; `muxed` is the audio node the render muxes (default: the same)."""
     prompt = talking_graph(load_audio(audio_name), seed=SETTINGS["seed"], steps=SETTINGS["steps"],
@@ -53,7 +53,7 @@ def test_render_video_streams_the_samplers_video_with_the_speech(comfy_server: C
     name = write_audio(comfy_server, "starcaster_render.wav", speech_like(1.3, 16000), 16000)
     entry = run_ok(comfy_server, render_graph(name))
     [mp4] = [comfy_server.output_dir / i["subfolder"] / i["filename"] for i in entry["outputs"]["render"]["images"]]
-    assert mp4.suffix == ".mp4" and mp4.parent.name == "starcaster_test", mp4
+    assert mp4.suffix == ".mp4" and mp4.parent == comfy_server.output_dir / "starcaster_videos" / "test", mp4
     frames, fps, audio_seconds = decode(mp4)
     n = expected_frames(int(1.3 * 16000), 16000, 25.0)
     assert fps == 25.0 and frames.shape == (n, 64, 64, 3), (fps, frames.shape)
@@ -75,6 +75,6 @@ def test_render_video_refuses_other_audio_and_unsafe_paths(comfy_server: ComfySe
     err = run_error(comfy_server, render_graph(name, muxed=load_audio(other)))
     assert_clean_error(err, "STARCasterRenderVideo", r"audio is 2\.00 s but the conditioning was made from 0\.40 s")
     err = run_error(comfy_server, render_graph(name, prefix="../../escape"))
-    assert_clean_error(err, "STARCasterRenderVideo", r"would leave output/")
+    assert_clean_error(err, "STARCasterRenderVideo", r"would leave output/starcaster_videos/")
     assert not list(comfy_server.output_dir.parent.glob("escape*")), "a file escaped the output folder"
     assert_recovers(comfy_server)

@@ -45,7 +45,7 @@ def streamed(graph: Graph) -> Graph:
     sampler -> CreateVideo -> SaveVideo: memory holds one chunk, for long speeches."""
     out = {k: v for k, v in graph.items() if k not in ("sampler", "video", "save")}
     _, widgets, inputs, col, row = graph["sampler"]
-    out["render"] = ("STARCasterRenderVideo", {**widgets, "filename_prefix": "video/starcaster_render"},
+    out["render"] = ("STARCasterRenderVideo", {**widgets, "filename_prefix": "starcaster"},
                      {**inputs, "audio": ("audio", 0)}, col, row)
     return out
 
