@@ -68,7 +68,7 @@ class RenderVideo(io.ComfyNode):
         file = f"{name}_{counter:05}_.mp4"
         path = os.path.join(folder, file)
         try:
-            with StreamingVideoWriter(path, features.fps, width, height, audio) as out:
+            with user_errors(NAME), StreamingVideoWriter(path, features.fps, width, height, audio) as out:
                 for _, frames in generated_frames(NAME, model, conditioning, seed, steps, audio_guidance,
                                                   identity_guidance, chunk_size, context_window, camera, vae, shift):
                     out.write(frames)

@@ -29,14 +29,12 @@ class StreamingVideoWriter:
         if audio is not None:  # every stream must exist before the first packet is written
             layout = "stereo" if audio["waveform"].shape[1] == 2 else "mono"  # more channels: mixed to mono
             self.audio_stream = self.container.add_stream("aac", rate=int(audio["sample_rate"]), layout=layout)
-        self.frames = 0
 
     def write(self, frames: torch.Tensor) -> None:
         pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # (K, H, W, 3)
         for image in pixels:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
             self.container.mux(self.video.encode(frame))
-        self.frames += len(pixels)
 
     def _write_audio(self) -> None:
         stream = self.audio_stream
