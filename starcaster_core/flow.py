@@ -25,14 +25,19 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.T
 
 
 def velocity_loss(
-    x0_pred: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_min: float = 0.05
+    x0_pred: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_min: float = 0.05,
+    pixel_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared velocity error per frame: (B, T).
 
     v_pred - v = (x_t - x0_pred) / t - (x_t - x0) / t = (x0 - x0_pred) / t; t is clamped at
-    t_min so nearly clean frames do not dominate.
+    t_min so nearly clean frames do not dominate. `pixel_weight` (B, T, H, W), mean 1 per
+    frame, weighs regions of a frame (the mouth) above the rest.
     """
-    err = (x0_pred - x0).pow(2).mean(dim=(1, 3, 4))  # (B, T)
+    sq = (x0_pred - x0).pow(2)  # (B, C, T, H, W)
+    if pixel_weight is not None:
+        sq = sq * pixel_weight[:, None]
+    err = sq.mean(dim=(1, 3, 4))  # (B, T)
     return err / t.clamp(min=t_min).pow(2)
 
 

@@ -19,7 +19,8 @@ from starcaster_core.model import STARCaster
 from starcaster_core.synthetic.shards import write_shards
 from starcaster_core.train.config import TrainConfig
 from starcaster_core.train.data import ClipSampler, load_sequences
-from starcaster_core.train.lip_reader import LipReader, lip_reader_loss, mouth_crops
+from starcaster_core.flow import velocity_loss
+from starcaster_core.train.lip_reader import DEFAULT_BOX, LipReader, lip_reader_loss, mouth_crops, mouth_weight_map
 from starcaster_core.train.objective import batch_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +90,26 @@ def test_lip_reader_learns_on_tiny_data(sampler):
     assert loss.item() < 0.5 * first
 
 
+def test_mouth_weight_map_moves_the_loss_to_the_mouth_and_keeps_its_size():
+    weight = mouth_weight_map(None, (2, 3, 64, 64), extra=4.0)  # (B, T, H, W)
+    assert torch.allclose(weight.mean(dim=(2, 3)), torch.ones(2, 3))
+    cx, cy = DEFAULT_BOX[0], DEFAULT_BOX[1]
+    mouth, corner = weight[0, 0, round(cy * 63), round(cx * 63)], weight[0, 0, 0, 0]
+    assert torch.isclose(mouth / corner, torch.tensor(5.0)), "inside the box: 1 + extra times the rest"
+    moved = torch.tensor([[0.5, 0.3, 0.2, 0.2]]).expand(3, 4)[None]  # a box elsewhere, (1, T, 4)
+    assert mouth_weight_map(moved, (1, 3, 64, 64), 4.0)[0, 0, 19, 31] > 1 > mouth_weight_map(moved, (1, 3, 64, 64), 4.0)[0, 0, 40, 31]
+
+    x0 = torch.zeros(2, 3, 3, 64, 64)  # (B, C, T, H, W)
+    t = torch.full((2, 3), 0.5)
+    in_mouth, elsewhere = x0.clone(), x0.clone()
+    in_mouth[..., 34:38, 28:36] = 1.0  # an error at the mouth...
+    elsewhere[..., 2:6, 28:36] = 1.0  # ...and the same error on the forehead
+    plain = velocity_loss(in_mouth, x0, t)
+    assert torch.allclose(plain, velocity_loss(elsewhere, x0, t))
+    assert (velocity_loss(in_mouth, x0, t, pixel_weight=weight) > 2 * plain).all()
+    assert (velocity_loss(elsewhere, x0, t, pixel_weight=weight) < plain).all()
+
+
 def tiny_run(world: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(preset="tiny", data=str(world), out=str(out), motion_steps=2, sync_steps=2, views_steps=2,
                        lip_reader_steps=2, batch=2, clip_frames=4, log_every=1, checkpoint_every=2, precision="fp32",
@@ -106,6 +127,23 @@ def test_stages_resume_and_write_logs(world16, tmp_path):
     assert steps == [0, 1, 2, 3, 4, 5]
     assert (tmp_path / "loss.png").stat().st_size > 1000
     assert load_checkpoint(tmp_path / "views.safetensors").config == PRESETS["tiny"]
+
+
+@pytest.mark.parametrize("decay", [1e-9, 0.9])
+def test_ema_weights_are_the_saved_model_and_resume(world16, tmp_path, decay):
+    from safetensors import safe_open
+
+    from starcaster_core.train.trainer import train
+
+    tc = tiny_run(world16, tmp_path, ema=decay, mouth_weight=4.0)
+    train(replace(tc, until="motion"))
+    with safe_open(str(tmp_path / "state.safetensors"), framework="pt") as f:
+        assert any(k.startswith("ema.") for k in f.keys()), "the average is part of the resume state"
+    train(tc)
+    final = load_checkpoint(tmp_path / "views.safetensors").state_dict()
+    last = load_checkpoint(tmp_path / "last.safetensors").state_dict()  # the raw weights of the last step
+    same = all(torch.allclose(final[k], last[k], atol=1e-6) for k in final)
+    assert same == (decay < 1e-6), "decay ~0 saves the last weights, decay 0.9 an average that lags them"
 
 
 def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):

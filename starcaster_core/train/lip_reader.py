@@ -28,6 +28,21 @@ def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tenso
     return crop_and_resize(frames.float(), corners.float(), (CROP, CROP))
 
 
+def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int], extra: float) -> torch.Tensor:
+    """Per-pixel loss weights (B, T, H, W) of `shape` = (B, T, H, W): 1 + `extra` inside each
+    frame's mouth box (boxes (B, T, 4) as in `mouth_crops`, or the default box), scaled to mean
+    1 per frame so the loss keeps its size and only its spread over the frame changes."""
+    b, n, h, w = shape
+    if boxes is None:
+        boxes = torch.tensor(DEFAULT_BOX).expand(b, n, 4)
+    cx, cy, bw, bh = (boxes[..., i, None, None] for i in range(4))  # each (B, T, 1, 1)
+    ys = torch.linspace(0, 1, h, device=boxes.device)[:, None]  # (H, 1)
+    xs = torch.linspace(0, 1, w, device=boxes.device)[None, :]  # (1, W)
+    inside = ((xs - cx).abs() <= bw / 2) & ((ys - cy).abs() <= bh / 2)  # (B, T, H, W)
+    weight = 1 + extra * inside.float()
+    return weight / weight.mean(dim=(2, 3), keepdim=True)
+
+
 class LipReader(nn.Module):
     """(N, 3, CROP, CROP) mouth crops in [-1, 1] -> features (N, F), speech (N, M), opening (N,)."""
 

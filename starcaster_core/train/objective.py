@@ -12,7 +12,7 @@ from ..flow import add_noise, timesteps, velocity_loss
 from ..model import STARCaster
 from ..sampler import sample_video
 from .config import Stage, TrainConfig
-from .lip_reader import LipReader, lip_feature_loss, mouth_crops
+from .lip_reader import LipReader, lip_feature_loss, mouth_crops, mouth_weight_map
 
 
 def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator,
@@ -112,7 +112,11 @@ def batch_loss(
 
     # 4. the model's clean estimate, scored on the velocity
     x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
-    flow = (velocity_loss(x0_pred, x0, t, tc.t_min) * weight).sum() / weight.sum().clamp(min=1)
+    pixels = None
+    if tc.mouth_weight > 0 and stage != "motion":  # the mouth is ~2% of a frame's pixels: weigh it up
+        boxes = batch["mouth_box"] if "mouth_box" in batch else None
+        pixels = mouth_weight_map(boxes, (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
+    flow = (velocity_loss(x0_pred, x0, t, tc.t_min, pixels) * weight).sum() / weight.sum().clamp(min=1)
     loss = flow + tc.encoder_weight * enc_loss
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
 

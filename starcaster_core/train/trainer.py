@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import PRESETS
@@ -68,10 +69,12 @@ def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device
 
 
 def save_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer, step: int,
-               tc: TrainConfig) -> None:
-    """Resume state as safetensors (no pickle): model, lip reader, AdamW moments, step."""
+               tc: TrainConfig, ema: AveragedModel | None = None) -> None:
+    """Resume state as safetensors (no pickle): model, lip reader, AdamW moments, EMA, step."""
     save_checkpoint(model, path.with_name("last.safetensors"), {"step": str(step), "train_config": tc.to_json()})
     tensors = {f"reader.{k}": v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     for i, p in enumerate(p for group in opt.param_groups for p in group["params"]):
         for k, v in opt.state.get(p, {}).items():
             value = torch.as_tensor(v).detach().cpu().contiguous()
@@ -79,12 +82,15 @@ def save_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.opti
     save_file(tensors, str(path), metadata={"step": str(step), "train_config": tc.to_json(), "crop": str(CROP)})
 
 
-def load_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer) -> int:
+def load_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer,
+               ema: AveragedModel | None = None) -> int:
     model.load_state_dict(load_checkpoint(path.with_name("last.safetensors")).state_dict())
     with safe_open(str(path), framework="pt") as f:
         step = int(f.metadata()["step"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     reader.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("reader.")})
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     params = [p for group in opt.param_groups for p in group["params"]]
     for i, p in enumerate(params):
         state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
@@ -120,11 +126,12 @@ def train(tc: TrainConfig) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
     state_path = out / "state.safetensors"
     reader = LipReader(config.audio_mels).to(device)
-    start = load_state(state_path, model, reader, opt) if state_path.is_file() else 0
+    if config.frame_prior and not state_path.is_file():
+        mse = model.denoiser.fit_prior(sampler.prior_pairs())
+        log.info("frame prior fitted by least squares: mse %.4f", mse)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True) if tc.ema else None
+    start = load_state(state_path, model, reader, opt, ema) if state_path.is_file() else 0
     if start == 0:
-        if config.frame_prior:
-            mse = model.denoiser.fit_prior(sampler.prior_pairs())
-            log.info("frame prior fitted by least squares: mse %.4f", mse)
         reader = train_lip_reader(sampler, tc, device)
     reader.eval().requires_grad_(False)
     objective = Objective(model)
@@ -149,14 +156,18 @@ def train(tc: TrainConfig) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if log_file is not None and (step % tc.log_every == 0 or step == end - 1):
             row = {"step": step, "stage": stage, "lr": lr_at(step, tc), "seconds": round(time.time() - t0, 1), **parts}
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
             log.info("step %d %s %s", step, stage, {k: round(v, 4) for k, v in parts.items()})
         if rank == 0 and ((step + 1) % tc.checkpoint_every == 0 or step == end - 1):
-            save_state(state_path, model, reader, opt, step + 1, tc)
+            save_state(state_path, model, reader, opt, step + 1, tc, ema)
     final = out / f"{tc.until}.safetensors"
+    if ema is not None:  # the averaged weights are the model (smoother than the last step's)
+        model = ema.module
     if rank == 0:
         save_checkpoint(model, final, {"train_config": tc.to_json(), "steps": str(end)})
         save_file({k: v.contiguous() for k, v in reader.state_dict().items()}, str(out / "lip_reader.safetensors"))
