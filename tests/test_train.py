@@ -15,11 +15,11 @@ import torch
 
 from starcaster_core.checkpoint import load_checkpoint
 from starcaster_core.config import PRESETS
+from starcaster_core.flow import velocity_loss
 from starcaster_core.model import STARCaster
 from starcaster_core.synthetic.shards import write_shards
 from starcaster_core.train.config import TrainConfig
 from starcaster_core.train.data import ClipSampler, load_sequences
-from starcaster_core.flow import velocity_loss
 from starcaster_core.train.lip_reader import DEFAULT_BOX, LipReader, lip_reader_loss, mouth_crops, mouth_weight_map
 from starcaster_core.train.objective import batch_loss
 
@@ -97,7 +97,8 @@ def test_mouth_weight_map_moves_the_loss_to_the_mouth_and_keeps_its_size():
     mouth, corner = weight[0, 0, round(cy * 63), round(cx * 63)], weight[0, 0, 0, 0]
     assert torch.isclose(mouth / corner, torch.tensor(5.0)), "inside the box: 1 + extra times the rest"
     moved = torch.tensor([[0.5, 0.3, 0.2, 0.2]]).expand(3, 4)[None]  # a box elsewhere, (1, T, 4)
-    assert mouth_weight_map(moved, (1, 3, 64, 64), 4.0)[0, 0, 19, 31] > 1 > mouth_weight_map(moved, (1, 3, 64, 64), 4.0)[0, 0, 40, 31]
+    elsewhere_map = mouth_weight_map(moved, (1, 3, 64, 64), 4.0)  # (1, T, H, W)
+    assert elsewhere_map[0, 0, 19, 31] > 1 > elsewhere_map[0, 0, 40, 31], "the weights follow each frame's box"
 
     x0 = torch.zeros(2, 3, 3, 64, 64)  # (B, C, T, H, W)
     t = torch.full((2, 3), 0.5)
