@@ -18,8 +18,8 @@ from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, loa
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRIC_NAMES = ("lipsync_r", "view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd",
-                "continuity", "drift_ratio", "pose_diversity_deg")
+METRIC_NAMES = ("lipsync_r", "lipsync_offset", "view_error_deg", "identity_distance", "identity_distance_model",
+                "fidelity_fd", "continuity", "drift_ratio", "pose_diversity_deg")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -52,6 +52,10 @@ def test_pearson_and_lipsync_edge_cases():
     assert M.lipsync_r(torch.sin(t), torch.sin(t)) == pytest.approx(1.0)
     assert M.lipsync_r(-torch.sin(t), torch.sin(t)) == pytest.approx(-1.0)
     assert M.lipsync_r(torch.zeros(100), torch.sin(t)) == 0.0  # a frozen mouth: r is defined as 0
+    speech = torch.rand(100, generator=_gen(4))  # a mouth track with no periodicity to alias on
+    assert M.lipsync_offset(speech, speech) == 0
+    assert M.lipsync_offset(torch.cat([speech[:2], speech[:-2]]), speech) == 2  # the video 2 frames late
+    assert M.lipsync_offset(speech[3:], speech[:-3]) == -3  # 3 frames early
 
 
 def test_view_geometry_round_trips():
@@ -111,6 +115,8 @@ def test_lipsync_gt_near_perfect_and_shuffled_near_chance(meters, talking):
     g = _gen(5)
     shuffled = [M.lipsync_r(measured, M.shuffle_blocks(gt, 5, g)) for _ in range(20)]  # 0.2 s pieces reordered
     assert sum(abs(r) for r in shuffled) / len(shuffled) < 0.25
+    assert M.lipsync_offset(measured, gt) == 0  # rendered frames are in sync with the rule...
+    assert M.lipsync_offset(measured[3:], gt[:-3]) == -3  # ...and an audio track 3 frames late is found
 
 
 def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):

@@ -16,6 +16,7 @@ from .metrics import (
     drift_ratio,
     frechet_distance,
     identity_distance,
+    lipsync_offset,
     lipsync_r,
     pose_diversity,
     view_error_deg,
@@ -25,6 +26,6 @@ from .metrics import (
 # Only the pure metrics here: the meters module is also a script (`python -m ...eval.meters`),
 # so importing it from the package would run it twice.
 __all__ = [
-    "continuity_ratio", "drift_ratio", "frechet_distance", "identity_distance", "lipsync_r",
+    "continuity_ratio", "drift_ratio", "frechet_distance", "identity_distance", "lipsync_offset", "lipsync_r",
     "pose_diversity", "view_error_deg", "window_quality",
 ]

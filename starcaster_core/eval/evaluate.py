@@ -45,6 +45,7 @@ GT_SIZE = 64
 RANDOM_GT_IDENTITY = 20_000  # GT identity seed (+ generation seed) when the clip has no world identity
 WRONG_IDENTITY = 30_000  # the "wrong identity" baseline's seed (+ generation seed)
 STILL = MotionStyle(base=(0.0, 0.0, 0.0), gain=(0.0, 0.0, 0.0), offset=(0.0, 0.0, 0.0), nod=0.0)
+OFFSET_BASELINE = 3  # lip-sync offset baseline: the ground truth's mouth delayed by 3 frames
 SHUFFLE_BLOCK_S = 0.2  # shuffled-audio baseline: the rule's mouth track in 0.2 s blocks, reordered
 WRONG_VIEW = (35.0, 10.0)  # wrong-camera baseline: a random fixed world view within +- these
 
@@ -176,6 +177,10 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     shuffled = M.shuffle_blocks(gt_mouth, max(1, round(SHUFFLE_BLOCK_S * fps)), g)  # speech at the wrong moments
     scores["lipsync_r"] = Score(M.lipsync_r(m_gen.mouth, gt_mouth), M.lipsync_r(m_gt.mouth, gt_mouth),
                                 M.lipsync_r(m_gt.mouth, shuffled))
+    late = torch.cat([m_gt.mouth[:OFFSET_BASELINE], m_gt.mouth[:-OFFSET_BASELINE]])  # GT, OFFSET_BASELINE frames late
+    scores["lipsync_offset"] = Score(float(M.lipsync_offset(m_gen.mouth, gt_mouth)),
+                                     float(M.lipsync_offset(m_gt.mouth, gt_mouth)),
+                                     float(M.lipsync_offset(late, gt_mouth)))
 
     u = torch.rand(2, generator=g) * 2 - 1
     wrong = camera.clone()

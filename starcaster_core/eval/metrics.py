@@ -8,6 +8,8 @@ metric                 definition (better is)
 =====================  =====================================================================
 lipsync_r              Pearson r of the mouth opening measured on the frames and the opening
                        the lip-sync rule derives from the audio (higher; 1 = perfect)
+lipsync_offset         the shift of the measured mouth (frames; > 0 = the video is late) at
+                       which that r peaks, within +-max_lag (0 = in sync; SyncNet's offset)
 view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured head-relative
                        view vs requested camera (lower). Valid for a still head (motion 0):
                        a moving head adds its own pose to the view it shows
@@ -47,6 +49,20 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 def lipsync_r(measured_opening: torch.Tensor, gt_opening: torch.Tensor) -> float:
     """(T,) measured mouth opening vs (T,) ground-truth opening from the audio -> Pearson r."""
     return pearson(measured_opening, gt_opening)
+
+
+def lipsync_offset(measured_opening: torch.Tensor, gt_opening: torch.Tensor, max_lag: int = 4) -> int:
+    """(T,) measured vs (T,) ground-truth opening -> the lag in frames (> 0: the measured mouth
+    comes late) at which their Pearson r is highest, searched over -max_lag..max_lag."""
+    n = min(len(measured_opening), len(gt_opening))
+    max_lag = min(max_lag, n - 2)
+
+    def r_at(lag: int) -> float:  # measured frame k + lag against ground-truth frame k
+        if lag >= 0:
+            return pearson(measured_opening[lag:n], gt_opening[: n - lag])
+        return pearson(measured_opening[: n + lag], gt_opening[-lag:n])
+
+    return max(range(-max_lag, max_lag + 1), key=lambda lag: (r_at(lag), -abs(lag)))
 
 
 def shuffle_blocks(track: torch.Tensor, block: int, generator: torch.Generator) -> torch.Tensor:

@@ -17,6 +17,7 @@ class MetricInfo:
 
 METRIC_INFO: dict[str, MetricInfo] = {
     "lipsync_r": MetricInfo("shuffled audio", ">= 0.85", "audio only (the lip-sync rule)"),
+    "lipsync_offset": MetricInfo("GT 3 frames late", "0", "audio only (frames; > 0 = video late)"),
     "view_error_deg": MetricInfo("wrong camera", "<= 5", "requested camera (still-head clip)"),
     "identity_distance": MetricInfo("wrong identity", "< baseline", "world identity or portrait (meter)"),
     "identity_distance_model": MetricInfo("wrong identity", "< baseline", "conditioning embedding (model encoder)"),
@@ -42,6 +43,7 @@ def check(name: str, s: Score) -> str:
         return ""
     rules = {
         "lipsync_r": lambda: v >= 0.85,
+        "lipsync_offset": lambda: v == 0,
         "view_error_deg": lambda: v <= 5.0,
         "continuity": lambda: v <= 1.2,
         "drift_ratio": lambda: v >= 0.95,
