@@ -147,6 +147,17 @@ def test_ema_weights_are_the_saved_model_and_resume(world16, tmp_path, decay):
     assert same == (decay < 1e-6), "decay ~0 saves the last weights, decay 0.9 an average that lags them"
 
 
+def test_ema_switched_on_when_resuming_a_run_saved_without_it(world16, tmp_path):
+    from starcaster_core.train.trainer import train
+
+    tc = tiny_run(world16, tmp_path)
+    train(replace(tc, until="motion"))  # no average in this resume state
+    train(replace(tc, ema=0.9))  # resumes, and averages from the next step on
+    final = load_checkpoint(tmp_path / "views.safetensors").state_dict()
+    last = load_checkpoint(tmp_path / "last.safetensors").state_dict()
+    assert not all(torch.allclose(final[k], last[k], atol=1e-6) for k in final)
+
+
 def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",

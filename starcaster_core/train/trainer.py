@@ -89,8 +89,9 @@ def load_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.opti
         step = int(f.metadata()["step"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     reader.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("reader.")})
-    if ema is not None:
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    averaged = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    if ema is not None and averaged:  # a run saved without --ema starts its average at the next step
+        ema.load_state_dict(averaged)
     params = [p for group in opt.param_groups for p in group["params"]]
     for i, p in enumerate(params):
         state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
