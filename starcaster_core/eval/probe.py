@@ -41,19 +41,21 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
     cond = clip_conditioning(batch)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
 
-    def err(t: torch.Tensor, frames: slice, c: Conditioning = cond) -> float:
-        return float((denoiser(add_noise(x0, noise, t), t, c) - x0)[:, :, frames].pow(2).mean())
+    def predict(t: torch.Tensor, c: Conditioning = cond) -> torch.Tensor:  # (B, C, T, H, W) x0 estimate
+        return denoiser(add_noise(x0, noise, t), t, c)
+
+    def err(pred: torch.Tensor, frames: slice) -> float:
+        return float((pred - x0)[:, :, frames].pow(2).mean())
 
     out = {"mean frame (no conditioning)": float((x0 - x0.mean(dim=(0, 2), keepdim=True)).pow(2).mean())}
-    for level in timesteps(4)[:-1].tolist():
-        out[f"first chunk, t={level:g}"] = err(torch.full((b, n), level), slice(0, chunk))
+    preds = {level: predict(torch.full((b, n), level)) for level in timesteps(4)[:-1].tolist()}
+    for level, pred in preds.items():
+        out[f"first chunk, t={level:g}"] = err(pred, slice(0, chunk))
     after = torch.ones(b, n)
     after[:, : n - chunk] = 0.0  # every earlier frame clean
-    out["last chunk after clean context, t=1"] = err(after, slice(n - chunk, n))
-    t1 = torch.ones(b, n)
-    on = denoiser(add_noise(x0, noise, t1), t1, cond)
-    off = denoiser(add_noise(x0, noise, t1), t1, cond.with_flags(use_audio=True, use_identity=False))
-    out["identity on vs off at t=1 (output change)"] = float((on - off).pow(2).mean())
+    out["last chunk after clean context, t=1"] = err(predict(after), slice(n - chunk, n))
+    off = predict(torch.ones(b, n), cond.with_flags(use_audio=True, use_identity=False))
+    out["identity on vs off at t=1 (output change)"] = float((preds[1.0] - off).pow(2).mean())
     return out
 
 

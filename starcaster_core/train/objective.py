@@ -114,8 +114,7 @@ def batch_loss(
     x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
     pixels = None
     if tc.mouth_weight > 0 and stage != "motion":  # the mouth is a few % of a frame's pixels: weigh it up
-        boxes = batch["mouth_box"] if "mouth_box" in batch else None
-        pixels = mouth_weight_map(boxes, (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
+        pixels = mouth_weight_map(batch.get("mouth_box"), (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
     flow = (velocity_loss(x0_pred, x0, t, tc.t_min, pixels) * weight).sum() / weight.sum().clamp(min=1)
     loss = flow + tc.encoder_weight * enc_loss
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
