@@ -152,3 +152,18 @@ def test_frame_prior_reads_the_identity_only_when_it_is_on():
     other = replace(off, identity=off.identity + 1.0)
     assert torch.equal(model.frame_prior(off), model.frame_prior(other)), "switched-off identity leaked"
     assert not torch.allclose(model.frame_prior(cond), model.frame_prior(off))
+
+
+@torch.no_grad()
+def test_head_skip_reads_the_noisy_frame_only_below_pure_noise():
+    head = tiny_model().denoiser.head
+    torch.nn.init.normal_(head.conv_out.weight, std=0.1)  # a trained head's last layer is not zero
+    b, t_frames, c, size, p = 1, 2, TINY.channels, TINY.height, TINY.patch
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randn(b, t_frames * (size // p) ** 2, TINY.dim, generator=g)
+    base = torch.randn(b, c, t_frames, size, size, generator=g)
+    x_a, x_b = (torch.randn(b, c, t_frames, size, size, generator=g) for _ in range(2))
+    pure = torch.ones(b, t_frames)
+    assert torch.equal(head(tokens, base, x_a, pure), head(tokens, base, x_b, pure)), "noise leaked at t = 1"
+    half = torch.full((b, t_frames), 0.5)
+    assert not torch.allclose(head(tokens, base, x_a, half), head(tokens, base, x_b, half))

@@ -212,3 +212,20 @@ def test_probe_scores_an_untrained_model_at_zero_and_the_fitted_prior_beats_the_
     assert mse < 0.5 * before["mean frame (no conditioning)"], mse
     assert after["first chunk, t=1"] < 0.5 * before["mean frame (no conditioning)"], after
     assert after["identity on vs off at t=1 (output change)"] > 0.01, after
+
+
+def test_validation_rows_score_held_out_clips_during_training(world16, tmp_path):
+    from starcaster_core.eval.inputs import HELDOUT_SEED, VALIDATION_SEED, heldout_clips
+    from starcaster_core.train.trainer import train
+
+    train(tiny_run(world16, tmp_path, val_every=4, val_clips=1, val_seconds=0.4))
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_lipsync_r" in r]
+    assert [r["step"] for r in val] == [3, 5], "every val_every steps and at the end"
+    for r in val:
+        assert -1 <= r["val_lipsync_r"] <= 1 and r["val_view_error_deg"] >= 0 and r["val_fidelity_fd"] > 0
+    scores = [{k: v for k, v in r.items() if k.startswith("val_")} for r in val]
+    assert scores[0] != scores[1], "the model changed between the two validations"
+    test_clip, val_clip = heldout_clips(1, 0.4)[0], heldout_clips(1, 0.4, first_seed=VALIDATION_SEED)[0]
+    assert VALIDATION_SEED != HELDOUT_SEED and not (test_clip.wave == val_clip.wave).all()
+    assert (tmp_path / "loss.png").stat().st_size > 1000

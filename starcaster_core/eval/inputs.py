@@ -21,6 +21,7 @@ from ..synthetic.identity import IdentityParams, sample_identity
 from ..synthetic.speech import speech_audio
 
 HELDOUT_SEED = 10_000  # held-out clips use seeds 10_000 + i (training data uses seed 0's sub-seeds)
+VALIDATION_SEED = 40_000  # the trainer's validation clips: held out from training and from the test clips
 HELDOUT_TRAJECTORIES = ("static", "orbit_left", "arc", "nod", "orbit_right", "zoom_in", "dolly", "handheld")
 IdentityKind = Literal["world", "portrait", "file"]
 
@@ -113,12 +114,12 @@ def read_trajectory(text: str, seed: int = 0) -> tuple[TrajectorySpec, str]:
     raise EvalInputError(f"--trajectory {text!r}: use a preset ({', '.join(names)}) or a .json trajectory file")
 
 
-def heldout_clips(n: int, seconds: float) -> list[Clip]:
+def heldout_clips(n: int, seconds: float, first_seed: int = HELDOUT_SEED) -> list[Clip]:
     """``n`` clips from the world that no training run saw: identity, speech and camera path
-    from seeds HELDOUT_SEED + i, trajectories cycling through HELDOUT_TRAJECTORIES."""
+    from seeds first_seed + i, trajectories cycling through HELDOUT_TRAJECTORIES."""
     clips = []
     for i in range(n):
-        seed = HELDOUT_SEED + i
+        seed = first_seed + i
         wave, sr = speech_audio(seconds, seed)
         name = HELDOUT_TRAJECTORIES[i % len(HELDOUT_TRAJECTORIES)]
         ident = IdentityInput("world", f"world identity {seed}", world=sample_identity(seed))

@@ -227,7 +227,7 @@ class STARCasterDenoiser(nn.Module):
             self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         )
         if self.head is not None:
-            out = self.head(tokens, out, x_t.to(out.dtype) if cfg.head_skip else None)
+            out = self.head(tokens, out, *((x_t.to(out.dtype), t) if cfg.head_skip else ()))
         out = out.float()
         if cfg.frame_prior:
             out = out + mu

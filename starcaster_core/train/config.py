@@ -45,6 +45,9 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 25
     checkpoint_every: int = 250
+    val_every: int = 0  # every so many steps, score held-out world clips (train.validate; 0: never)
+    val_clips: int = 3
+    val_seconds: float = 4.0
     threads: int = 0  # torch threads per process (0: torch's default)
     save_every_rank: int = 0  # 1: every process also saves <stage>.rank<r>.safetensors (DDP checks)
     until: Stage = "views"  # train up to the end of this stage

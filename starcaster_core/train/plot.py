@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+VALIDATION = ("val_lipsync_r", "val_view_error_deg", "val_fidelity_fd", "val_drift_ratio")  # train.validate rows
+
 
 def plot_log(log_path: str | Path, png_path: str | Path) -> None:
     import matplotlib
@@ -14,11 +16,12 @@ def plot_log(log_path: str | Path, png_path: str | Path) -> None:
 
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
     keys = [k for k in ("loss", "flow", "lip", "encoder") if any(k in r for r in rows)]
+    keys += [k for k in VALIDATION if any(k in r for r in rows)]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot(*zip(*pts), lw=1)
-        ax.set_yscale("log")
+        ax.set_yscale("linear" if key in VALIDATION else "log")
         ax.set_title(key)
         ax.set_xlabel("step")
         for r in rows:  # mark where a stage begins

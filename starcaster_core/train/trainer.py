@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import ClipSampler, load_sequences
 from .lip_reader import CROP, LipReader, lip_reader_loss, mouth_crops
 from .objective import Objective
+from .validate import Validator
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ def train(tc: TrainConfig) -> Path:
     g = torch.Generator().manual_seed(tc.seed * 1000 + rank * 7919 + start)
     log_file = (out / "log.jsonl").open("a") if rank == 0 else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    validator = Validator(tc.val_clips, tc.val_seconds, device) if tc.val_every and rank == 0 else None
     t0 = time.time()
     end = tc.stage_end(tc.until)
     for step in range(start, end):
@@ -164,6 +166,11 @@ def train(tc: TrainConfig) -> Path:
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
             log.info("step %d %s %s", step, stage, {k: round(v, 4) for k, v in parts.items()})
+        if validator is not None and ((step + 1) % tc.val_every == 0 or step == end - 1):
+            scores = validator(ema.module if ema is not None else model)
+            log_file.write(json.dumps({"step": step, "stage": stage, **scores}) + "\n")
+            log_file.flush()
+            log.info("step %d validation %s", step, scores)
         if rank == 0 and ((step + 1) % tc.checkpoint_every == 0 or step == end - 1):
             save_state(state_path, model, reader, opt, step + 1, tc, ema)
     final = out / f"{tc.until}.safetensors"

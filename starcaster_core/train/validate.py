@@ -1,0 +1,44 @@
+"""Validation during training: the evaluator's metrics on a few world clips no run trains on.
+
+The flow loss says little about the videos a checkpoint makes: the sampler rolls out on its own
+context, where a run can lose its lip sync while the training loss keeps falling (README,
+Status). So every `val_every` steps the trainer generates `val_clips` clips with the default
+sampler settings, from identities, speech and camera paths of seeds VALIDATION_SEED + i (apart
+from the training data and from the test clips of `python -m starcaster_core.eval --heldout`),
+and logs the model's score of every metric as `val_<metric>` rows of log.jsonl.
+
+Only world-trained pixel models are graded this way (the metrics need the world's ground truth);
+for other data `val_every` must stay 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..eval.evaluate import EvalSettings, evaluate_clip, summarise
+from ..eval.inputs import VALIDATION_SEED, Clip, heldout_clips
+from ..eval.meters import Meters, load_meters
+from ..model import STARCaster
+
+
+class Validator:
+    """Held-out clips and the meters, made once; `__call__` scores a model on them."""
+
+    def __init__(self, clips: int, seconds: float, device: torch.device) -> None:
+        assert clips >= 1 and seconds > 0, "validation needs at least one clip of positive length"
+        self.clips: list[Clip] = heldout_clips(clips, seconds, first_seed=VALIDATION_SEED)
+        self.meters: Meters = load_meters(device=device)
+        self.device = device
+
+    def __call__(self, model: STARCaster) -> dict[str, float]:
+        """{"val_<metric>": the model's mean score} over the clips (metrics without a score are left out)."""
+        was_training = model.training
+        model.eval()
+        try:
+            results = [evaluate_clip(model, self.meters, clip, EvalSettings(), self.device) for clip in self.clips]
+        finally:
+            model.train(was_training)
+        return {f"val_{name}": round(score.model, 4) for name, score in summarise(results).items()
+                if score.model is not None and not math.isnan(score.model)}
