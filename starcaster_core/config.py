@@ -47,6 +47,7 @@ class ModelConfig:
     identity_canvas: bool = False  # add an identity-dependent embedding to every token position
     head_skip: bool = False  # the conv head also reads the noisy input x_t
     frame_prior: bool = False  # a linear map (identity, camera) -> frame added to the x0 estimate
+    context_noise: float = 0.0  # noise level of the generated frames the sampler keeps as context
 
     def __post_init__(self) -> None:
         assert self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
@@ -55,6 +56,7 @@ class ModelConfig:
             f"frame {self.height}x{self.width} must be divisible by patch {self.patch}"
         )
         assert self.chunk >= 1 and self.context_frames >= 0, "chunk >= 1, context_frames >= 0"
+        assert 0.0 <= self.context_noise < 0.5, f"context_noise must be in [0, 0.5), got {self.context_noise}"
         assert not (self.frame_prior and self.prediction == "v"), "the frame prior needs x0 prediction"
 
     @property
@@ -99,6 +101,6 @@ PRESETS: dict[str, ModelConfig] = {
         name="tiny", height=16, width=16, patch=4, dim=64, depth=2, heads=4, chunk=2,
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
-        frame_prior=True,
+        frame_prior=True, context_noise=0.1,
     ),
 }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .conditioning import Conditioning
-from .flow import euler_step
+from .flow import add_noise, euler_step
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def sample_chunks(
     """Generate the video of `cond.frames` frames chunk by chunk; yields (start, x0 chunk).
 
     x0 chunks are (B, C, K, H, W) float32 in the model's space. With `use_cache` the clean
-    frames before a chunk come from a KVCache filled by one t=0 pass after each chunk; without
+    frames before a chunk come from a KVCache filled by one pass after each chunk (at t = 0, or
+    at the model's `context_noise` level); without
     it the whole context is recomputed every step (same result, slower: the benchmark's
     reference). Each chunk attends to `context` earlier frames (None: all); the identity sink
     is always kept. A cached context frame's keys were made when it saw its own context, so the
@@ -104,7 +105,8 @@ def sample_chunks(
                 pred = model(x_in, t_in, chunk_cond, frame_offset=start, cache=cache, block=chunk, window=context)
             else:
                 ctx = torch.cat(history + [x_in], dim=2)  # (B * n, C, ctx + K, H, W)
-                t_ctx = torch.cat([torch.zeros(batch * n_branch, start - ctx_start, device=device), t_in], 1)
+                t_ctx = torch.cat([torch.full((batch * n_branch, start - ctx_start), cfg.context_noise, device=device),
+                                   t_in], 1)
                 pred = model(ctx, t_ctx, chunk_cond, frame_offset=ctx_start, block=chunk, window=context)
                 pred = pred[:, :, -size:]
             x0 = guidance.combine(list(pred.chunk(n_branch, dim=0)))  # (B, C, K, H, W)
@@ -114,14 +116,19 @@ def sample_chunks(
             if interrupt is not None:
                 interrupt()
 
-        # 4. rerun the clean chunk at t = 0 to write its keys/values into the cache
-        clean = x.repeat(n_branch, 1, 1, 1, 1)
+        # 4. rerun the finished chunk to write its keys/values into the cache: at t = 0, or at the
+        #    model's context_noise level with fresh noise (trained so, the model leans less on
+        #    its own context's flaws)
+        level = cfg.context_noise
+        kept = x if level == 0 else add_noise(x, torch.randn(shape, generator=generator).to(device),
+                                              torch.full((batch, size), level, device=device))
+        kept = kept.repeat(n_branch, 1, 1, 1, 1)  # (B * n, C, K, H, W)
         if use_cache:
-            zeros = torch.zeros(batch * n_branch, size, device=device)
-            model(clean, zeros, cond_all.frame_slice(start, end), frame_offset=start, cache=cache,
+            levels = torch.full((batch * n_branch, size), level, device=device)
+            model(kept, levels, cond_all.frame_slice(start, end), frame_offset=start, cache=cache,
                   write_cache=True, block=chunk, window=context)
         else:
-            history.extend(clean.split(1, dim=2))
+            history.extend(kept.split(1, dim=2))
         yield start, x
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from starcaster_core.conditioning import Conditioning, make_conditioning
@@ -11,11 +13,11 @@ from starcaster_core.model import STARCaster
 TINY = PRESETS["tiny"]
 
 
-def tiny_model(seed: int = 0) -> STARCaster:
+def tiny_model(seed: int = 0, **config) -> STARCaster:
     """The 2-layer, dim-64 model with every weight random (an untrained adaLN-Zero model is
-    constant, which would make equality tests vacuous)."""
+    constant, which would make equality tests vacuous); `config` overrides preset fields."""
     torch.manual_seed(seed)
-    model = STARCaster(TINY)
+    model = STARCaster(replace(TINY, **config))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.1)

@@ -45,10 +45,11 @@ def test_later_frames_never_change_earlier_ones():
     assert not torch.allclose(out[:, :, 4:], base[:, :, 4:]), "the changed chunk must change"
 
 
-@pytest.mark.parametrize("guidance", [Guidance(), Guidance(audio=2.0, identity=1.5)])
+@pytest.mark.parametrize("guidance,context_noise", [(Guidance(), 0.0), (Guidance(audio=2.0, identity=1.5), 0.0),
+                                                   (Guidance(audio=2.0), 0.2)])
 @torch.no_grad()
-def test_sampler_cache_equals_recompute(guidance):
-    model = tiny_model().denoiser
+def test_sampler_cache_equals_recompute(guidance, context_noise):
+    model = tiny_model(context_noise=context_noise).denoiser
     cond = tiny_cond(9, batch=2)
     kw = dict(chunk=2, context=4, guidance=guidance, schedule=timesteps(3, shift=2.0))
     cached = sample_video(model, cond, generator=torch.Generator().manual_seed(5), use_cache=True, **kw)
@@ -167,3 +168,15 @@ def test_head_skip_reads_the_noisy_frame_only_below_pure_noise():
     assert torch.equal(head(tokens, base, x_a, pure), head(tokens, base, x_b, pure)), "noise leaked at t = 1"
     half = torch.full((b, t_frames), 0.5)
     assert not torch.allclose(head(tokens, base, x_a, half), head(tokens, base, x_b, half))
+
+
+@torch.no_grad()
+def test_context_noise_changes_only_the_chunks_after_the_first():
+    """The kept context is the generated chunk noised to the model's context_noise level: the
+    first chunk (no context) is the same as without, later chunks see a different context."""
+    kw = dict(chunk=2, context=4, schedule=timesteps(3))
+    cond = tiny_cond(6)
+    plain, noisy = (sample_video(tiny_model(context_noise=c).denoiser, cond, generator=torch.Generator().manual_seed(2),
+                                 **kw) for c in (0.0, 0.2))
+    torch.testing.assert_close(plain[:, :, :2], noisy[:, :, :2], atol=0, rtol=0)
+    assert (plain[:, :, 2:] - noisy[:, :, 2:]).abs().max() > 1e-3

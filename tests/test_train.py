@@ -229,3 +229,16 @@ def test_validation_rows_score_held_out_clips_during_training(world16, tmp_path)
     test_clip, val_clip = heldout_clips(1, 0.4)[0], heldout_clips(1, 0.4, first_seed=VALIDATION_SEED)[0]
     assert VALIDATION_SEED != HELDOUT_SEED and not (test_clip.wave == val_clip.wave).all()
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("context_noise", [0.0, 0.15])
+def test_context_chunks_train_at_the_levels_the_sampler_keeps_its_context_at(context_noise):
+    from starcaster_core.train.objective import chunk_times
+
+    t, context = chunk_times(256, 4, 4, 1.0, torch.Generator().manual_seed(0), 0.75, context_noise)
+    assert t.shape == context.shape == (256, 16) and context.any() and (~context).any()
+    levels = t[context]
+    top = 2 * context_noise if context_noise else 0.03
+    assert levels.max() <= top and levels.min() >= 0
+    assert levels.mean() > 0.4 * top, "levels spread over [0, top], not piled at 0"
+    assert (t[~context] > top).float().mean() > 0.5, "targets stay noisy"

@@ -16,12 +16,14 @@ from .lip_reader import LipReader, lip_feature_loss, mouth_crops, mouth_weight_m
 
 
 def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: torch.Generator,
-                grid_share: float = 0.5):
+                grid_share: float = 0.5, context_noise: float = 0.0):
     """Per-frame noise levels (B, T): one level per chunk (diffusion forcing), uniform in [0, 1]
     or, for a `grid_share` of chunks, one of the 4-step grid's levels (1, 0.75, 0.5, 0.25): from
     t = 1 only the conditioning tells the model what to draw, so that level must be well trained.
-    In a `clean_share` of clips the chunks before a random one are almost clean, as at inference.
-    Also returns which frames are such clean context (B, T): inputs, not targets."""
+    In a `clean_share` of clips the chunks before a random one are context, as at inference:
+    almost clean (t < 0.03), or with a model's `context_noise` c > 0, at levels uniform in
+    [0, 2c] around the c the sampler keeps its context at. Also returns which frames are such
+    context (B, T): inputs, not targets."""
     grid = timesteps(4)[:-1]  # (4,) noise levels of 4 uniform Euler steps
     on_grid = grid[torch.randint(len(grid), (batch, n_chunks), generator=g)]
     t = torch.where(torch.rand(batch, n_chunks, generator=g) < grid_share, on_grid,
@@ -29,7 +31,7 @@ def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: to
     clean = torch.rand(batch, generator=g) < clean_share
     first = torch.randint(1, max(2, n_chunks), (batch,), generator=g)
     early = torch.arange(n_chunks)[None, :] < first[:, None]  # (B, n)
-    tiny = torch.rand(batch, n_chunks, generator=g) * 0.03
+    tiny = torch.rand(batch, n_chunks, generator=g) * (2 * context_noise if context_noise > 0 else 0.03)
     t = torch.where(clean[:, None] & early, tiny, t)
     return t.repeat_interleave(chunk, dim=1), (clean[:, None] & early).repeat_interleave(chunk, dim=1)
 
@@ -89,7 +91,7 @@ def batch_loss(
     )
 
     # 2. noise levels per chunk and the noisy clip
-    t, context = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g, tc.t_grid)
+    t, context = chunk_times(b, n_frames // cfg.chunk, cfg.chunk, tc.clean_context, g, tc.t_grid, cfg.context_noise)
     t = t.to(dev)
     noise = torch.randn(x0.shape, generator=g).to(dev)
     x_t = add_noise(x0, noise, t)
@@ -106,8 +108,12 @@ def batch_loss(
             ctx = ctx.to(dev)
             own_ctx = torch.zeros_like(x_t)
             own_ctx[idx.to(dev), :, : generated.shape[2]] = generated.to(x_t.dtype)
+            level = torch.zeros_like(t)  # (B, T) noise levels of the own context
+            if cfg.context_noise > 0:  # levels 0..2c around the c the sampler keeps its context at
+                level = torch.rand(t.shape, generator=g).to(dev) * 2 * cfg.context_noise
+                own_ctx = add_noise(own_ctx, noise, level)
             x_t = torch.where(ctx[:, None, :, None, None], own_ctx, x_t)
-            t = torch.where(ctx, torch.zeros_like(t), t)
+            t = torch.where(ctx, level, t)
             weight = weight * (~ctx).float()  # the context is input here, not a target
 
     # 4. the model's clean estimate, scored on the velocity
