@@ -12,10 +12,10 @@ import os
 import folder_paths
 from comfy_api.latest import InputImpl, io, ui
 
+from ..starcaster_core.video_writer import StreamingVideoWriter
 from .sampler import camera_ui, generated_frames, generation_inputs
 from .types import CATEGORY
 from .validate import safe_prefix, user_errors
-from .video_writer import StreamingVideoWriter
 
 NAME = "STARCaster Render Video"
 SUBFOLDER = "starcaster_videos"  # under ComfyUI's output folder, as every file this pack writes

@@ -355,7 +355,7 @@ def test_bad_trajectory_json_names_the_node_and_the_fix(comfy_server: ComfyServe
 
 # -- the troubleshooting guide lists every message ------------------------------------------
 MESSAGE_SOURCES = ["nodes/audio.py", "nodes/identity.py", "nodes/loader.py", "nodes/conditioning.py",
-                   "nodes/sampler.py", "nodes/validate.py", "nodes/render.py", "nodes/video_writer.py",
+                   "nodes/sampler.py", "nodes/validate.py", "nodes/render.py", "starcaster_core/video_writer.py",
                    "starcaster_core/audio.py", "starcaster_core/identity.py",
                    "starcaster_core/checkpoint.py", "starcaster_core/generate.py"]
 # raised only inside a wrapper that reports them as part of another (documented) message, or

@@ -40,7 +40,8 @@ def main() -> None:
         if not (Path(args.data) / kind / "index.json").is_file():
             write_shards(Path(args.data) / kind, n, kind, seed=0, frames_per_seq=FRAMES, workers=workers)
     log.info("world data ready after %.0f s", time.time() - t0)
-    final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads, val_every=500))  # held-out scores: log.jsonl, loss.png
+    # val_every: held-out scores in log.jsonl and loss.png while it trains
+    final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads, val_every=500))
     log.info("trained in %.1f min total: %s", (time.time() - t0) / 60, final)
     if args.install:
         shutil.copy(final, DEFAULT_WEIGHTS)
