@@ -3,21 +3,26 @@
 Prints a table of figures and ratios: end-to-end frames/s (audio features + sampler + uint8
 frames out), time and peak RSS at 1x/2x/4x the audio length (each in a fresh process), KV
 cache vs recomputing the context (and their max difference), the sliding-window bidirectional
-baseline, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s; with
+baseline, peak RSS while writing an MP4 file (H.264 + AAC, as STARCaster Render Video does) of
+1x and 4x the length, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s; with
 --compile also torch.compile'd blocks against eager.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..audio import audio_features
@@ -39,35 +44,66 @@ def speech(seconds: float) -> tuple[np.ndarray, int]:
     return synthesize_speech(seconds, seed=1)  # (waveform, 16000)
 
 
-def end_to_end(model, seconds: float) -> tuple[float, int]:
-    """Seconds for audio -> features -> frames (uint8, streamed out), and the frame count."""
+def end_to_end(model, seconds: float, video: str | None = None) -> tuple[float, int]:
+    """Seconds for audio -> features -> frames (uint8, streamed out), and the frame count. With
+    `video` (a path) the frames and the speech go into an MP4 file, as Render Video writes it."""
     wav, sr = speech(seconds)
     t0 = time.perf_counter()
     feats = audio_features(wav, sr, 25.0, model.config)
     cond = SpeechConditioning(feats, random_identity(model, 0))
     n = 0
-    with torch.inference_mode():
-        for _, chunk in generate(model, cond, None, SETTINGS, device=torch.device("cpu")):
-            frames = ((chunk.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-            n += frames.shape[0]  # a sink: the frames leave here (a video writer in real use)
+    with contextlib.ExitStack() as stack:
+        out = None
+        if video is not None:
+            from ..video_writer import StreamingVideoWriter  # needs PyAV (ComfyUI has it)
+
+            h, w = model.config.pixel_size
+            audio = {"waveform": torch.from_numpy(wav)[None, None], "sample_rate": sr}  # (1, 1, S)
+            out = stack.enter_context(StreamingVideoWriter(video, 25.0, w, h, audio))
+        with torch.inference_mode():
+            for _, chunk in generate(model, cond, None, SETTINGS, device=torch.device("cpu")):
+                frames = (chunk.float().clamp(-1, 1) + 1) / 2  # (K, C, H, W) in 0..1
+                if out is not None:
+                    out.write(rearrange(frames, "k c h w -> k h w c"))
+                else:  # a sink: the frames leave here as uint8
+                    frames = (frames * 255).round().to(torch.uint8).numpy()
+                n += frames.shape[0]
     return time.perf_counter() - t0, n
 
 
-def child(dtype: str, seconds: float, compiled: bool) -> None:
+def child(dtype: str, seconds: float, compiled: bool, video: bool = False) -> None:
     """One measurement in this (fresh) process: prints time, frames and peak RSS as JSON."""
     model = default_model(dtype=DTYPES[dtype])
     if compiled:
         model.denoiser.compile_blocks()
-    warm, _ = end_to_end(model, 1.0)  # warm-up (librosa JIT, kernels, compilation)
-    elapsed, frames = end_to_end(model, seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.mp4") if video else None
+        warm, _ = end_to_end(model, 1.0, path)  # warm-up (librosa JIT, kernels, compilation)
+        elapsed, frames = end_to_end(model, seconds, path)
+        size = os.path.getsize(path) if video else 0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "frames": frames, "peak_mb": peak_mb, "warmup": warm}))
+    print(json.dumps({"seconds": elapsed, "frames": frames, "peak_mb": peak_mb, "warmup": warm, "bytes": size}))
 
 
-def run_child(dtype: str, seconds: float, compiled: bool = False) -> dict:
+def run_child(dtype: str, seconds: float, compiled: bool = False, video: bool = False) -> dict:
     cmd = [sys.executable, "-m", "starcaster_core.bench", "--child", dtype, str(seconds)]
-    out = subprocess.run(cmd + (["--compile"] if compiled else []), capture_output=True, text=True, check=True)
+    cmd += (["--compile"] if compiled else []) + (["--video"] if video else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def video_rows(name: str, L: float) -> list[tuple[str, str]]:
+    """Peak RSS while writing an MP4 (H.264 + AAC) of 1x and 4x the length, fresh processes."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return [(f"[{name}] MP4 file", "skipped: PyAV is not installed")]
+    runs = {k: run_child(name, k * L, video=True) for k in (1, 4)}
+    return [
+        (f"[{name}] MP4 file: peak RSS 1L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 4))),
+        (f"[{name}] MP4 file: mem(4L)/mem(L), file 4L (kB)",
+         f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}, {runs[4]['bytes'] / 1024:.0f}"),
+    ]
 
 
 def compiled_rows(name: str, L: float, eager: dict) -> list[tuple[str, str]]:
@@ -116,6 +152,7 @@ def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tup
          f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, {runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
         (f"[{name}] peak RSS 1L / 2L / 4L (MB)", " / ".join(f"{runs[k]['peak_mb']:.0f}" for k in (1, 2, 4))),
         (f"[{name}] mem(4L)/mem(L)", f"{runs[4]['peak_mb'] / runs[1]['peak_mb']:.3f}"),
+        *video_rows(name, L),
         *(compiled_rows(name, L, runs[1]) if compiled else []),
     ]
     model = default_model(dtype=dtype)
@@ -147,9 +184,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="audio length L")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile'd blocks (needs a C++ compiler)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--video", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child[0], float(args.child[1]), args.compile)
+        return child(args.child[0], float(args.child[1]), args.compile, args.video)
     rows: list[tuple[str, str]] = [("torch threads", str(torch.get_num_threads()))]
     for name, dtype in DTYPES.items():
         rows += measure(name, dtype, args.seconds, args.compile)
