@@ -242,3 +242,26 @@ def test_context_chunks_train_at_the_levels_the_sampler_keeps_its_context_at(con
     assert levels.max() <= top and levels.min() >= 0
     assert levels.mean() > 0.4 * top, "levels spread over [0, top], not piled at 0"
     assert (t[~context] > top).float().mean() > 0.5, "targets stay noisy"
+
+
+def test_keep_best_saves_the_validated_weights_that_scored_best_in_the_last_stage(world16, tmp_path):
+    from safetensors import safe_open
+
+    from starcaster_core.train.trainer import train
+
+    with pytest.raises(AssertionError, match="keep_best"):
+        tiny_run(world16, tmp_path, keep_best="lipsync_r")  # no validation, nothing to keep
+    with pytest.raises(AssertionError, match="keep_best"):
+        tiny_run(world16, tmp_path, val_every=1, keep_best="loss")
+    train(tiny_run(world16, tmp_path, val_every=1, val_clips=1, val_seconds=0.4, keep_best="view_error_deg"))
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    last_stage = [r for r in rows if "val_view_error_deg" in r and r["stage"] == "views"]
+    assert [r["step"] for r in last_stage] == [4, 5]
+    best = min(last_stage, key=lambda r: r["val_view_error_deg"])
+    with safe_open(str(tmp_path / "best.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert float(meta["val_view_error_deg"]) == best["val_view_error_deg"] and meta["steps"] == str(best["step"] + 1)
+    if best["step"] == 5:  # the last validation won: best and final hold the same weights
+        final = load_checkpoint(tmp_path / "views.safetensors").state_dict()
+        kept = load_checkpoint(tmp_path / "best.safetensors").state_dict()
+        assert all(torch.equal(final[k], kept[k]) for k in final)

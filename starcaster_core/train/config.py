@@ -48,9 +48,17 @@ class TrainConfig:
     val_every: int = 0  # every so many steps, score held-out world clips (train.validate; 0: never)
     val_clips: int = 3
     val_seconds: float = 4.0
+    keep_best: str = ""  # a validation metric (e.g. lipsync_r): also save best.safetensors, best of the last stage
     threads: int = 0  # torch threads per process (0: torch's default)
     save_every_rank: int = 0  # 1: every process also saves <stage>.rank<r>.safetensors (DDP checks)
     until: Stage = "views"  # train up to the end of this stage
+
+    def __post_init__(self) -> None:
+        from .validate import HIGHER_IS_BETTER, LOWER_IS_BETTER
+
+        assert not self.keep_best or (self.val_every and self.keep_best in HIGHER_IS_BETTER + LOWER_IS_BETTER), (
+            f"keep_best needs val_every > 0 and one of {HIGHER_IS_BETTER + LOWER_IS_BETTER}, got {self.keep_best!r}"
+        )
 
     def stage_end(self, stage: Stage) -> int:
         ends = {"motion": self.motion_steps, "sync": self.motion_steps + self.sync_steps}

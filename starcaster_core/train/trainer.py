@@ -22,7 +22,7 @@ from .config import TrainConfig
 from .data import ClipSampler, load_sequences
 from .lip_reader import CROP, LipReader, lip_reader_loss, mouth_crops
 from .objective import Objective
-from .validate import Validator
+from .validate import Validator, improves
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,16 @@ def load_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.opti
     return step
 
 
+def best_score(out: Path, key: str) -> float | None:
+    """The `key` score `best.safetensors` in `out` was kept for (None: no such file or score yet)."""
+    path = out / "best.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        value = (f.metadata() or {}).get(key)
+    return None if value is None else float(value)
+
+
 def train(tc: TrainConfig) -> Path:
     """Runs every stage from the last saved step; returns the final checkpoint's path."""
     rank, world, device = setup_distributed()
@@ -167,10 +177,15 @@ def train(tc: TrainConfig) -> Path:
             log_file.flush()
             log.info("step %d %s %s", step, stage, {k: round(v, 4) for k, v in parts.items()})
         if validator is not None and ((step + 1) % tc.val_every == 0 or step == end - 1):
-            scores = validator(ema.module if ema is not None else model)
+            validated = ema.module if ema is not None else model
+            scores = validator(validated)
             log_file.write(json.dumps({"step": step, "stage": stage, **scores}) + "\n")
             log_file.flush()
             log.info("step %d validation %s", step, scores)
+            key = f"val_{tc.keep_best}"
+            if tc.keep_best and stage == tc.until and improves(tc.keep_best, scores[key], best_score(out, key)):
+                save_checkpoint(validated, out / "best.safetensors",
+                                {"train_config": tc.to_json(), "steps": str(step + 1), key: str(scores[key])})
         if rank == 0 and ((step + 1) % tc.checkpoint_every == 0 or step == end - 1):
             save_state(state_path, model, reader, opt, step + 1, tc, ema)
     final = out / f"{tc.until}.safetensors"

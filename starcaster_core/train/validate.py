@@ -7,6 +7,10 @@ sampler settings, from identities, speech and camera paths of seeds VALIDATION_S
 from the training data and from the test clips of `python -m starcaster_core.eval --heldout`),
 and logs the model's score of every metric as `val_<metric>` rows of log.jsonl.
 
+With `keep_best` the trainer also saves `best.safetensors`: the weights of the validation in the
+run's last stage that scored best on that metric (the score swings by 0.3 in lip sync between
+checkpoints 250 steps apart, so the last step is a draw from that swing).
+
 Only world-trained pixel models are graded this way (the metrics need the world's ground truth);
 for other data `val_every` must stay 0.
 """
@@ -21,6 +25,17 @@ from ..eval.evaluate import EvalSettings, evaluate_clip, summarise
 from ..eval.inputs import VALIDATION_SEED, Clip, heldout_clips
 from ..eval.meters import Meters, load_meters
 from ..model import STARCaster
+
+LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
+HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg")
+
+
+def improves(metric: str, score: float, best: float | None) -> bool:
+    """Whether `score` of `metric` beats the best so far (None: nothing yet)."""
+    assert metric in LOWER_IS_BETTER + HIGHER_IS_BETTER, f"no direction known for metric {metric!r}"
+    if best is None:
+        return True
+    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
 class Validator:
