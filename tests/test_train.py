@@ -265,3 +265,10 @@ def test_keep_best_saves_the_validated_weights_that_scored_best_in_the_last_stag
         final = load_checkpoint(tmp_path / "views.safetensors").state_dict()
         kept = load_checkpoint(tmp_path / "best.safetensors").state_dict()
         assert all(torch.equal(final[k], kept[k]) for k in final)
+
+
+def test_validation_refuses_latent_models_before_training():
+    from starcaster_core.train.validate import Validator
+
+    with pytest.raises(ValueError, match="val-every 0"):
+        Validator(1, 0.4, torch.device("cpu"), PRESETS["base"])

@@ -154,7 +154,7 @@ def train(tc: TrainConfig) -> Path:
     g = torch.Generator().manual_seed(tc.seed * 1000 + rank * 7919 + start)
     log_file = (out / "log.jsonl").open("a") if rank == 0 else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-    validator = Validator(tc.val_clips, tc.val_seconds, device) if tc.val_every and rank == 0 else None
+    validator = Validator(tc.val_clips, tc.val_seconds, device, config) if tc.val_every and rank == 0 else None
     t0 = time.time()
     end = tc.stage_end(tc.until)
     for step in range(start, end):

@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from ..config import ModelConfig
 from ..eval.evaluate import EvalSettings, evaluate_clip, summarise
 from ..eval.inputs import VALIDATION_SEED, Clip, heldout_clips
 from ..eval.meters import Meters, load_meters
@@ -41,8 +42,11 @@ def improves(metric: str, score: float, best: float | None) -> bool:
 class Validator:
     """Held-out clips and the meters, made once; `__call__` scores a model on them."""
 
-    def __init__(self, clips: int, seconds: float, device: torch.device) -> None:
+    def __init__(self, clips: int, seconds: float, device: torch.device, config: ModelConfig) -> None:
         assert clips >= 1 and seconds > 0, "validation needs at least one clip of positive length"
+        if config.space != "pixel":  # fail before training, not at the first validation
+            raise ValueError(f"--val-every grades world clips, which only pixel-space models make; preset "
+                             f"'{config.name}' works in a VAE latent space: set --val-every 0")
         self.clips: list[Clip] = heldout_clips(clips, seconds, first_seed=VALIDATION_SEED)
         self.meters: Meters = load_meters(device=device)
         self.device = device
