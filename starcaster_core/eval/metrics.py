@@ -32,6 +32,10 @@ import math
 
 import torch
 
+# which way each metric improves (lipsync_offset has a target, 0, not a direction)
+LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
+HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg")
+
 FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
 SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
 

@@ -54,7 +54,7 @@ class TrainConfig:
     until: Stage = "views"  # train up to the end of this stage
 
     def __post_init__(self) -> None:
-        from .validate import HIGHER_IS_BETTER, LOWER_IS_BETTER
+        from ..eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
         assert not self.keep_best or (self.val_every and self.keep_best in HIGHER_IS_BETTER + LOWER_IS_BETTER), (
             f"keep_best needs val_every > 0 and one of {HIGHER_IS_BETTER + LOWER_IS_BETTER}, got {self.keep_best!r}"

@@ -31,8 +31,8 @@ def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: to
     clean = torch.rand(batch, generator=g) < clean_share
     first = torch.randint(1, max(2, n_chunks), (batch,), generator=g)
     early = torch.arange(n_chunks)[None, :] < first[:, None]  # (B, n)
-    tiny = torch.rand(batch, n_chunks, generator=g) * (2 * context_noise if context_noise > 0 else 0.03)
-    t = torch.where(clean[:, None] & early, tiny, t)
+    ctx_levels = torch.rand(batch, n_chunks, generator=g) * (2 * context_noise if context_noise > 0 else 0.03)
+    t = torch.where(clean[:, None] & early, ctx_levels, t)
     return t.repeat_interleave(chunk, dim=1), (clean[:, None] & early).repeat_interleave(chunk, dim=1)
 
 

@@ -155,6 +155,8 @@ def train(tc: TrainConfig) -> Path:
     log_file = (out / "log.jsonl").open("a") if rank == 0 else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     validator = Validator(tc.val_clips, tc.val_seconds, device, config) if tc.val_every and rank == 0 else None
+    best_key = f"val_{tc.keep_best}"
+    best = best_score(out, best_key) if tc.keep_best else None  # a resumed run keeps its best so far
     t0 = time.time()
     end = tc.stage_end(tc.until)
     for step in range(start, end):
@@ -182,10 +184,10 @@ def train(tc: TrainConfig) -> Path:
             log_file.write(json.dumps({"step": step, "stage": stage, **scores}) + "\n")
             log_file.flush()
             log.info("step %d validation %s", step, scores)
-            key = f"val_{tc.keep_best}"
-            if tc.keep_best and stage == tc.until and improves(tc.keep_best, scores[key], best_score(out, key)):
+            if tc.keep_best and stage == tc.until and improves(tc.keep_best, scores[best_key], best):
+                best = scores[best_key]
                 save_checkpoint(validated, out / "best.safetensors",
-                                {"train_config": tc.to_json(), "steps": str(step + 1), key: str(scores[key])})
+                                {"train_config": tc.to_json(), "steps": str(step + 1), best_key: str(best)})
         if rank == 0 and ((step + 1) % tc.checkpoint_every == 0 or step == end - 1):
             save_state(state_path, model, reader, opt, step + 1, tc, ema)
     final = out / f"{tc.until}.safetensors"

@@ -25,10 +25,8 @@ from ..config import ModelConfig
 from ..eval.evaluate import EvalSettings, evaluate_clip, summarise
 from ..eval.inputs import VALIDATION_SEED, Clip, heldout_clips
 from ..eval.meters import Meters, load_meters
+from ..eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from ..model import STARCaster
-
-LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
-HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg")
 
 
 def improves(metric: str, score: float, best: float | None) -> bool:
