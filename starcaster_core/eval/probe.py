@@ -13,6 +13,7 @@ is how we found that an earlier model drew the mean face from noise whatever the
 from __future__ import annotations
 
 import argparse
+import logging
 
 import torch
 from einops import rearrange
@@ -21,6 +22,8 @@ from ..camera import pose_features
 from ..conditioning import Conditioning
 from ..flow import add_noise, timesteps
 from ..train.data import ClipSampler, load_sequences
+
+log = logging.getLogger("starcaster_core.eval.probe")
 
 
 def clip_conditioning(batch: dict) -> Conditioning:
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per clip (a multiple of the model's chunk)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the table goes to the log
     from .__main__ import load_model
 
     model = load_model(args.checkpoint, "cpu")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     clips = ClipSampler(data, None, model.config, args.frames)
     batch = clips.sample(args.clips, 0.0, torch.Generator().manual_seed(args.seed))
     for name, value in denoising_errors(model.denoiser, batch, args.seed).items():
-        print(f"{name:45s} {value:.4f}")
+        log.info("%-45s %.4f", name, value)
 
 
 if __name__ == "__main__":
