@@ -126,7 +126,7 @@ def sample_chunks(
         if use_cache:
             levels = torch.full((batch * n_branch, size), level, device=device)
             model(kept, levels, cond_all.frame_slice(start, end), frame_offset=start, cache=cache,
-                  write_cache=True, block=chunk, window=context)
+                  write_cache=True, block=chunk, window=context, estimate=False)
         else:
             history.extend(kept.split(1, dim=2))
         yield start, x

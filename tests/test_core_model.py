@@ -30,6 +30,21 @@ def test_cached_chunks_equal_full_causal_forward(window):
 
 
 @torch.no_grad()
+def test_a_cache_write_without_estimate_caches_the_same_keys_and_values():
+    model = tiny_model().denoiser
+    x, cond, t = tiny_video(4), tiny_cond(4), torch.full((1, 4), 0.1)
+    full, keys_only = model.new_cache(None), model.new_cache(None)
+    for s in (0, 2):
+        args = (x[:, :, s : s + 2], t[:, s : s + 2], cond.frame_slice(s, s + 2))
+        assert model(*args, frame_offset=s, cache=full, write_cache=True, block=2) is not None
+        assert model(*args, frame_offset=s, cache=keys_only, write_cache=True, block=2, estimate=False) is None
+    assert len(keys_only) == len(full) == 4
+    for i in range(TINY.depth):
+        for a, b in zip(full.layer(i), keys_only.layer(i), strict=True):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
 def test_later_frames_never_change_earlier_ones():
     model = tiny_model().denoiser
     frames, block = 8, TINY.chunk

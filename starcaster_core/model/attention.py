@@ -47,6 +47,11 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         return self.q_norm(q), self.k_norm(k), v
 
+    def keys_values(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(B, L, D) -> keys (rotated, as cached) and values, each (B, H, L, Dh)."""
+        _, k, v = self.project(x)
+        return apply_rotary(k, *rope), v
+
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D) frame tokens

@@ -62,6 +62,8 @@ class STARCasterDenoiser(nn.Module):
         if cfg.identity_canvas:  # identity -> one embedding per token position of a frame
             self.canvas = ops.Linear(cfg.identity_dim, cfg.tokens_per_frame * d)
             self.canvas_null = nn.Parameter(torch.zeros(cfg.tokens_per_frame, d))
+        if cfg.audio_canvas:  # where in the frame the audio goes: one gate per token position and channel
+            self.audio_where = nn.Parameter(torch.zeros(cfg.tokens_per_frame, d))
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, ops) for _ in range(cfg.depth))
         self.final_norm = ops.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = ops.Linear(d, 2 * d)
@@ -132,12 +134,16 @@ class STARCasterDenoiser(nn.Module):
     def new_cache(self, window: int | None) -> KVCache:
         return KVCache(self.config.depth, self.config.tokens_per_frame, window)
 
-    def frame_conditioning(self, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """Per-frame conditioning vector: (B, T, D). All signals are joined here, by addition."""
+    def audio_embedding(self, cond: Conditioning) -> torch.Tensor:
+        """Per-frame audio embedding (B, T, D): scaled by the lip-sync strength away from the
+        learned "no audio" embedding, which replaces it where the audio is off."""
         audio = self.audio_embed(rearrange(cond.audio, "b t k m -> b t (k m)"))  # (B, T, D)
         strength = cond.audio_strength[:, None, None]
         audio = self.audio_null + strength * (audio - self.audio_null)
-        audio = torch.where(cond.use_audio[:, None, None], audio, self.audio_null.expand_as(audio))
+        return torch.where(cond.use_audio[:, None, None], audio, self.audio_null.expand_as(audio))
+
+    def frame_conditioning(self, t: torch.Tensor, cond: Conditioning, audio: torch.Tensor) -> torch.Tensor:
+        """Per-frame conditioning vector: (B, T, D). All signals are joined here, by addition."""
         ident = self.identity_embed(cond.identity)  # (B, D)
         ident = torch.where(cond.use_identity[:, None], ident, self.identity_null.expand_as(ident))
         return (
@@ -172,8 +178,13 @@ class STARCasterDenoiser(nn.Module):
         write_cache: bool = False,  # ...unless this pass should append these frames to it
         block: int | None = None,  # chunk length of the block-causal rule (default config.chunk)
         window: int | None = None,  # rolling window in frames (None: the whole past)
-    ) -> torch.Tensor:
-        """Returns the model's estimate of the clean video x0: (B, C, T, H, W), float32."""
+        estimate: bool = True,  # False: only write the cache (the last block stops at its keys/values)
+    ) -> torch.Tensor | None:
+        """Returns the model's estimate of the clean video x0: (B, C, T, H, W), float32, or
+        None for a pass that only writes the cache (`estimate=False`: the sampler's pass over a
+        finished chunk, whose estimate nobody reads, skips the last block's attention and MLP
+        and the head)."""
+        assert estimate or write_cache, "a pass without an estimate must write the cache"
         cfg = self.config
         b, c, n_frames, h, w = x.shape
         assert (c, h, w) == (cfg.channels, cfg.height, cfg.width), (
@@ -195,10 +206,14 @@ class STARCasterDenoiser(nn.Module):
         tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
         if cfg.identity_canvas:
             tokens = tokens + self.canvas_tokens(cond)  # + (B, 1, N, D)
+        audio = self.audio_embedding(cond)  # (B, T, D)
+        if cfg.audio_canvas:  # the mouth's tokens hear the audio directly, not only through the adaLN
+            where = self.audio_where.to(tokens.dtype)  # (N, D)
+            tokens = tokens + audio[:, :, None, :].to(tokens.dtype) * where  # + (B, T, 1, D) * (N, D)
         tokens = rearrange(tokens, "b t n d -> b (t n) d")  # (B, L, D), L = T * N
 
         # 2. per-frame conditioning (B, T, D) and the identity sink (B, S, D)
-        frame_cond = self.frame_conditioning(t.to(dtype), cond)
+        frame_cond = self.frame_conditioning(t.to(dtype), cond, audio)
         if cfg.silu_conditioning:  # the adaLN input, as in DiT: modulation depends on the signals jointly
             frame_cond = torch.nn.functional.silu(frame_cond)
         sink = self.sink_tokens(cond)
@@ -214,11 +229,16 @@ class STARCasterDenoiser(nn.Module):
         # 4. the blocks; a cache-writing pass stages every block's new keys/values
         for i, blk in enumerate(self.blocks):
             past = cache.layer(i) if cache is not None else None
+            if not estimate and i == len(self.blocks) - 1:
+                cache.append(i, *blk.keys_values(tokens, frame_cond, rope))
+                break
             tokens, kv = blk(tokens, frame_cond, rope, blk.sink_kv(sink), past, groups)
             if write_cache:
                 cache.append(i, *kv)
         if write_cache:
             cache.commit(frames)
+        if not estimate:
+            return None
 
         # 5. per-frame final modulation, un-patchify and (optionally) the full-resolution head
         shift, scale = self.final_ada(frame_cond).repeat_interleave(per_frame, dim=1).chunk(2, dim=-1)
