@@ -66,7 +66,7 @@ def end_to_end(model, seconds: float, video: str | None = None) -> tuple[float, 
                 if out is not None:
                     out.write(rearrange(frames, "k c h w -> k h w c"))
                 else:  # a sink: the frames leave here as uint8
-                    frames = (frames * 255).round().to(torch.uint8).numpy()
+                    (frames * 255).round().to(torch.uint8).numpy()
                 n += frames.shape[0]
     return time.perf_counter() - t0, n
 

@@ -15,14 +15,20 @@ CROP = 24  # side of the mouth crop, pixels
 DEFAULT_BOX = (0.5, 0.57, 0.5, 0.32)  # (cx, cy, w, h) around the mouth of a demo frame, any view
 
 
+def box_edges(boxes: torch.Tensor | None, lead: tuple[int, ...], device=None) -> tuple[torch.Tensor, ...]:
+    """Left, right, top, bottom in [0, 1], each of shape `lead`, of (..., 4) = (cx, cy, w, h)
+    boxes (None: the default box for every frame)."""
+    if boxes is None:
+        boxes = torch.tensor(DEFAULT_BOX, device=device).expand(*lead, 4)
+    cx, cy, bw, bh = boxes.unbind(-1)
+    return cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
+
+
 def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
     """frames (N, 3, H, W), boxes (N, 4) = (cx, cy, w, h) in [0, 1] or None -> (N, 3, CROP, CROP)."""
     n, _, h, w = frames.shape
-    if boxes is None:
-        boxes = torch.tensor(DEFAULT_BOX, device=frames.device).expand(n, 4)
-    cx, cy, bw, bh = (boxes[:, i] for i in range(4))
-    x0, x1 = (cx - bw / 2) * (w - 1), (cx + bw / 2) * (w - 1)
-    y0, y1 = (cy - bh / 2) * (h - 1), (cy + bh / 2) * (h - 1)
+    left, right, top, bottom = box_edges(boxes, (n,), frames.device)
+    x0, x1, y0, y1 = left * (w - 1), right * (w - 1), top * (h - 1), bottom * (h - 1)
     corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),
                            torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)], dim=1)  # (N, 4, 2)
     return crop_and_resize(frames.float(), corners.float(), (CROP, CROP))
@@ -33,12 +39,10 @@ def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int
     frame's mouth box (boxes (B, T, 4) as in `mouth_crops`, or the default box), scaled to mean
     1 per frame so the loss keeps its size and only its spread over the frame changes."""
     b, n, h, w = shape
-    if boxes is None:
-        boxes = torch.tensor(DEFAULT_BOX).expand(b, n, 4)
-    cx, cy, bw, bh = (boxes[..., i, None, None] for i in range(4))  # each (B, T, 1, 1)
-    ys = torch.linspace(0, 1, h, device=boxes.device)[:, None]  # (H, 1)
-    xs = torch.linspace(0, 1, w, device=boxes.device)[None, :]  # (1, W)
-    inside = ((xs - cx).abs() <= bw / 2) & ((ys - cy).abs() <= bh / 2)  # (B, T, H, W)
+    left, right, top, bottom = (e[..., None, None] for e in box_edges(boxes, (b, n)))  # each (B, T, 1, 1)
+    ys = torch.linspace(0, 1, h, device=left.device)[:, None]  # (H, 1)
+    xs = torch.linspace(0, 1, w, device=left.device)[None, :]  # (1, W)
+    inside = (xs >= left) & (xs <= right) & (ys >= top) & (ys <= bottom)  # (B, T, H, W)
     weight = 1 + extra * inside.float()
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
