@@ -1,11 +1,11 @@
 """python -m starcaster_core.bench: speed and memory of the embedded model, measured in one run.
 
 Prints a table of figures and ratios: end-to-end frames/s (audio features + sampler + uint8
-frames out), time and peak RSS at 1x/2x/4x the audio length (each in a fresh process), KV
-cache vs recomputing the context (and their max difference), the sliding-window bidirectional
-baseline, peak RSS while writing an MP4 file (H.264 + AAC, as STARCaster Render Video does) of
-1x and 4x the length, and the denoiser's achieved FLOP/s against this machine's matmul FLOP/s; with
---compile also torch.compile'd blocks against eager.
+frames out; the median of 3 fresh processes), time and peak RSS at 1x/2x/4x the audio length
+(each in a fresh process), KV cache vs recomputing the context (and their max difference), the
+sliding-window bidirectional baseline, peak RSS while writing an MP4 file (H.264 + AAC, as
+STARCaster Render Video does) of 1x and 4x the length, and the denoiser's achieved FLOP/s
+against this machine's matmul FLOP/s; with --compile also torch.compile'd blocks against eager.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .baseline import sliding_window_video
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SETTINGS = GenerateSettings()  # the sampler node's defaults
+REPEATS = 3  # fresh processes timing 1L; the median is reported (single runs vary by ~10% here)
 
 
 def speech(seconds: float) -> tuple[np.ndarray, int]:
@@ -143,10 +144,13 @@ def timed(fn) -> tuple[object, float]:
 @torch.inference_mode()
 def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tuple[str, str]]:
     """Every figure for one weight dtype (and torch.compile against eager if `compiled`)."""
-    runs = {k: run_child(name, k * L) for k in (1, 2, 4)}
+    repeats = sorted((run_child(name, L) for _ in range(REPEATS)), key=lambda r: r["seconds"])
+    runs = {1: repeats[REPEATS // 2], **{k: run_child(name, k * L) for k in (2, 4)}}  # 1L: the median run
     fps = runs[1]["frames"] / runs[1]["seconds"]
+    every = ", ".join(f"{r['frames'] / r['seconds']:.1f}" for r in repeats)
     rows = [
-        (f"[{name}] end-to-end frames/s (L = {L:g} s)", f"{fps:.1f}  ({fps / 25:.2f}x real time at 25 fps)"),
+        (f"[{name}] end-to-end frames/s (L = {L:g} s)",
+         f"{fps:.1f}  ({fps / 25:.2f}x real time at 25 fps; median of {every})"),
         (f"[{name}] time 1L / 2L / 4L (s)", " / ".join(f"{runs[k]['seconds']:.2f}" for k in (1, 2, 4))),
         (f"[{name}] t(2L)/t(L), t(4L)/t(L)",
          f"{runs[2]['seconds'] / runs[1]['seconds']:.3f}, {runs[4]['seconds'] / runs[1]['seconds']:.3f}"),
