@@ -195,3 +195,23 @@ def test_context_noise_changes_only_the_chunks_after_the_first():
                                  **kw) for c in (0.0, 0.2))
     torch.testing.assert_close(plain[:, :, :2], noisy[:, :, :2], atol=0, rtol=0)
     assert (plain[:, :, 2:] - noisy[:, :, 2:]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_the_audio_canvas_adds_the_audio_to_the_token_positions_it_gates():
+    model = tiny_model().denoiser  # the tiny preset has the audio canvas on
+    n0 = 5  # the only token position whose gate is open
+    model.audio_where.zero_()
+    model.audio_where[n0] = 1.0
+    seen = []
+    model.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0]))  # the first block's tokens
+    x, t = tiny_video(2), torch.full((1, 2), 0.5)
+    loud, quiet = tiny_cond(2, seed=0), tiny_cond(2, seed=0)
+    quiet = replace(quiet, audio=quiet.audio * 0.1)
+    model(x, t, loud)
+    model(x, t, quiet)
+    change = (seen[0] - seen[1]).view(2, TINY.tokens_per_frame, TINY.dim)  # (T, N, D)
+    expected = (model.audio_embedding(loud) - model.audio_embedding(quiet))[0]  # (T, D)
+    torch.testing.assert_close(change[:, n0], expected, atol=1e-5, rtol=0)
+    assert expected.abs().max() > 0.01
+    assert change[:, [n for n in range(TINY.tokens_per_frame) if n != n0]].abs().max() == 0
