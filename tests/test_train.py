@@ -214,6 +214,30 @@ def test_probe_scores_an_untrained_model_at_zero_and_the_fitted_prior_beats_the_
     assert after["identity on vs off at t=1 (output change)"] > 0.01, after
 
 
+@torch.no_grad()
+def test_teacher_forced_lip_sync_reads_the_last_chunk_with_the_audio_on_and_off(sampler):
+    from starcaster_core.eval.meters import load_meters
+    from starcaster_core.eval.probe import teacher_forced_lipsync
+
+    batch = sampler.sample(4, 0.0, torch.Generator().manual_seed(3))
+    x0 = batch["frames"].transpose(1, 2)  # (B, C, T, H, W)
+    meters = load_meters()
+
+    class HearsOnlyWithAudio(torch.nn.Module):  # draws the real frames with the audio, their mean face without
+        config = SMALL
+
+        def forward(self, x, t, cond):
+            mean = x0.mean(dim=(0, 2), keepdim=True).expand_as(x0)
+            return torch.where(cond.use_audio[:, None, None, None, None], x0, mean)
+
+    scores = teacher_forced_lipsync(HearsOnlyWithAudio(), batch, meters)
+    assert len(scores) == 8  # the 4 levels of the grid x audio on / off
+    for name, r in scores.items():
+        assert r == (pytest.approx(1.0) if "audio on" in name else 0.0), (name, r)
+    untrained = teacher_forced_lipsync(STARCaster(SMALL).denoiser.eval(), batch, meters)  # draws x0 = 0
+    assert set(untrained.values()) == {0.0}
+
+
 def test_validation_rows_score_held_out_clips_during_training(world16, tmp_path):
     from starcaster_core.eval.inputs import HELDOUT_SEED, VALIDATION_SEED, heldout_clips
     from starcaster_core.train.trainer import train

@@ -8,6 +8,11 @@ what to draw), of a chunk after clean context, at every level of the default 4-s
 how much the output moves when the identity is switched off. Beside them the error of
 predicting the data set's mean frame, the score of a model that ignores its conditioning. This
 is how we found that an earlier model drew the mean face from noise whatever the identity.
+
+On 64x64 world clips it also prints the teacher-forced lip sync: the mouth opening the meter
+reads on the x0 estimate of a chunk after clean context, correlated with its reading of the real
+frames, at each level of the grid, with the audio on and off. It says how well the network draws
+the mouth from the audio at the noise levels where the sampler decides what a chunk shows.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from ..camera import pose_features
 from ..conditioning import Conditioning
 from ..flow import add_noise, timesteps
 from ..train.data import ClipSampler, load_sequences
+from .meters import load_meters
+from .metrics import pearson
 
 log = logging.getLogger("starcaster_core.eval.probe")
 
@@ -62,6 +69,30 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def teacher_forced_lipsync(denoiser, batch: dict, meters, seed: int = 0) -> dict[str, float]:
+    """Lip sync r of the last chunk's x0 estimate after clean context, at every level of the
+    4-step grid, audio on and off (mouth meter on estimate vs on the real frames)."""
+    x0 = rearrange(batch["frames"], "b t c h w -> b c t h w")
+    b, n, chunk = x0.shape[0], x0.shape[2], denoiser.config.chunk
+    cond = clip_conditioning(batch)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+
+    def mouth(video: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> meter mouth of the last chunk (B * K,)
+        last = rearrange(video[:, :, n - chunk:], "b c k h w -> (b k) c h w")
+        return meters.measure((last + 1) / 2).mouth
+
+    real = mouth(x0)
+    out = {}
+    for level in timesteps(4)[:-1].tolist():
+        t = torch.zeros(b, n)
+        t[:, n - chunk:] = level  # every earlier frame clean
+        for name, c in (("audio on", cond), ("audio off", cond.with_flags(use_audio=False, use_identity=True))):
+            out[f"lip sync r after clean context, t={level:g}, {name}"] = pearson(
+                mouth(denoiser(add_noise(x0, noise, t), t, c)), real)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m starcaster_core.eval.probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,8 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.data} has no ground-truth identities; the probe needs them")
     clips = ClipSampler(data, None, model.config, args.frames)
     batch = clips.sample(args.clips, 0.0, torch.Generator().manual_seed(args.seed))
-    for name, value in denoising_errors(model.denoiser, batch, args.seed).items():
-        log.info("%-45s %.4f", name, value)
+    scores = denoising_errors(model.denoiser, batch, args.seed)
+    if model.config.pixel_size == (64, 64) and model.config.space == "pixel":  # the meters read 64x64 frames
+        scores |= teacher_forced_lipsync(model.denoiser, batch, load_meters(), args.seed)
+    for name, value in scores.items():
+        log.info("%-55s %.4f", name, value)
 
 
 if __name__ == "__main__":
