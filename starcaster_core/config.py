@@ -49,6 +49,7 @@ class ModelConfig:
     frame_prior: bool = False  # a linear map (identity, camera) -> frame added to the x0 estimate
     context_noise: float = 0.0  # noise level of the generated frames the sampler keeps as context
     audio_canvas: bool = False  # also add the audio embedding to every token, gated per token position
+    previous_frame: bool = False  # every frame also reads the last frame before its chunk (model/previous_frame.py)
 
     def __post_init__(self) -> None:
         assert self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
@@ -102,6 +103,6 @@ PRESETS: dict[str, ModelConfig] = {
         name="tiny", height=16, width=16, patch=4, dim=64, depth=2, heads=4, chunk=2,
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
-        frame_prior=True, context_noise=0.1, audio_canvas=True,
+        frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True,
     ),
 }

@@ -9,6 +9,7 @@ import torch
 from core_helpers import TINY, tiny_cond, tiny_model, tiny_video
 
 from starcaster_core.flow import timesteps
+from starcaster_core.model.pixel_head import faded
 from starcaster_core.sampler import Guidance, sample_video
 
 
@@ -60,16 +61,18 @@ def test_later_frames_never_change_earlier_ones():
     assert not torch.allclose(out[:, :, 4:], base[:, :, 4:]), "the changed chunk must change"
 
 
-@pytest.mark.parametrize("guidance,context_noise", [(Guidance(), 0.0), (Guidance(audio=2.0, identity=1.5), 0.0),
-                                                   (Guidance(audio=2.0), 0.2)])
+@pytest.mark.parametrize("guidance,context_noise,frames,context", [
+    (Guidance(), 0.0, 9, 4), (Guidance(audio=2.0, identity=1.5), 0.0, 9, 4), (Guidance(audio=2.0), 0.2, 9, 4),
+    (Guidance(), 0.1, 17, 2),  # longer than the recompute window (depth * (context + chunk) = 8 frames)
+])
 @torch.no_grad()
-def test_sampler_cache_equals_recompute(guidance, context_noise):
+def test_sampler_cache_equals_recompute(guidance, context_noise, frames, context):
     model = tiny_model(context_noise=context_noise).denoiser
-    cond = tiny_cond(9, batch=2)
-    kw = dict(chunk=2, context=4, guidance=guidance, schedule=timesteps(3, shift=2.0))
+    cond = tiny_cond(frames, batch=2)
+    kw = dict(chunk=2, context=context, guidance=guidance, schedule=timesteps(3, shift=2.0))
     cached = sample_video(model, cond, generator=torch.Generator().manual_seed(5), use_cache=True, **kw)
     recomputed = sample_video(model, cond, generator=torch.Generator().manual_seed(5), use_cache=False, **kw)
-    assert cached.shape == (2, TINY.channels, 9, TINY.height, TINY.width)
+    assert cached.shape == (2, TINY.channels, frames, TINY.height, TINY.width)
     torch.testing.assert_close(cached, recomputed, atol=1e-4, rtol=0)
 
 
@@ -178,11 +181,16 @@ def test_head_skip_reads_the_noisy_frame_only_below_pure_noise():
     g = torch.Generator().manual_seed(5)
     tokens = torch.randn(b, t_frames * (size // p) ** 2, TINY.dim, generator=g)
     base = torch.randn(b, c, t_frames, size, size, generator=g)
-    x_a, x_b = (torch.randn(b, c, t_frames, size, size, generator=g) for _ in range(2))
+    x_a, x_b, before = (torch.randn(b, c, t_frames, size, size, generator=g) for _ in range(3))
+    prev = faded(before, torch.zeros(b, t_frames))  # the tiny preset's head also reads a previous frame
+
+    def skip(x, level):  # the head's extra inputs, as the denoiser makes them
+        return torch.cat([faded(x, level), prev], dim=1)
+
     pure = torch.ones(b, t_frames)
-    assert torch.equal(head(tokens, base, x_a, pure), head(tokens, base, x_b, pure)), "noise leaked at t = 1"
+    assert torch.equal(head(tokens, base, skip(x_a, pure)), head(tokens, base, skip(x_b, pure))), "noise leaked"
     half = torch.full((b, t_frames), 0.5)
-    assert not torch.allclose(head(tokens, base, x_a, half), head(tokens, base, x_b, half))
+    assert not torch.allclose(head(tokens, base, skip(x_a, half)), head(tokens, base, skip(x_b, half)))
 
 
 @torch.no_grad()
@@ -215,3 +223,32 @@ def test_the_audio_canvas_adds_the_audio_to_the_token_positions_it_gates():
     torch.testing.assert_close(change[:, n0], expected, atol=1e-5, rtol=0)
     assert expected.abs().max() > 0.01
     assert change[:, [n for n in range(TINY.tokens_per_frame) if n != n0]].abs().max() == 0
+
+
+def test_every_frame_reads_the_last_frame_before_its_chunk_faded_by_its_level():
+    from starcaster_core.model.previous_frame import previous_frames
+
+    # frames 3..8 of a video in chunks of 2 ([2, 3], [4, 5], [6, 7], [8, 9]); pixel value = frame index
+    x = torch.arange(3, 9).float().view(1, 1, 6, 1, 1).expand(1, 1, 6, 2, 2)
+    t = torch.tensor([[0.0, 0.0, 0.5, 0.0, 0.0, 0.0]])  # frame 5 is half noise
+    given = (torch.full((1, 1, 1, 2, 2), 1.0), torch.zeros(1, 1))  # frame 1, before the chunk [2, 3]
+    out = previous_frames(x, t, offset=3, block=2, previous=given)  # (1, 2, 6, 2, 2)
+    assert out[0, 0, :, 0, 0].tolist() == [1.0, 3.0, 3.0, 5.0 * 0.5, 5.0 * 0.5, 7.0]
+    assert out[0, 1, :, 0, 0].tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 0.0]  # the level plane
+    first = previous_frames(x[:, :, 1:], t[:, 1:], offset=4, block=2, previous=None)  # a video's first chunk...
+    assert first[0, :, :2].tolist() == torch.cat([torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2)]).tolist()  # nothing
+
+
+@torch.no_grad()
+def test_without_context_a_chunk_still_reads_the_frame_before_it_and_no_other():
+    model = tiny_model().denoiser  # the tiny preset reads the previous frame
+    x, cond, t = tiny_video(6), tiny_cond(6), torch.full((1, 6), 0.3)
+    base = model(x, t, cond, block=2, window=0)  # attention within each chunk only
+
+    def changed(frame: int) -> torch.Tensor:
+        x2 = x.clone()
+        x2[:, :, frame] += 3.0
+        return model(x2, t, cond, block=2, window=0)
+
+    assert (changed(1)[:, :, 2:4] - base[:, :, 2:4]).abs().max() > 1e-3  # frame 1 ends the chunk before [2, 3]
+    assert torch.equal(changed(0)[:, :, 2:4], base[:, :, 2:4])

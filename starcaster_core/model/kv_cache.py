@@ -26,6 +26,7 @@ class KVCache:
         self.values: list[torch.Tensor | None] = [None] * self.depth
         self.frames = torch.zeros(0, dtype=torch.long)  # (L / tokens_per_frame,) frame indices
         self._pending: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * self.depth
+        self.last_pixels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # frame -> (B, C, 1, H, W), (B, 1)
 
     def __len__(self) -> int:
         """Number of cached frames."""
@@ -43,8 +44,16 @@ class KVCache:
         """Stage block i's keys/values of new frames; they become visible at `commit`."""
         self._pending[i] = (k, v)
 
-    def commit(self, frames: torch.Tensor) -> None:
-        """Add the staged frames (global indices `frames`) and trim to the rolling window."""
+    def frame_before(self, start: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Pixels and level of frame start - 1 if a write ended with it (else None): what a
+        `previous_frame` model reads for the chunk starting at `start`."""
+        return self.last_pixels.get(start - 1)
+
+    def commit(self, frames: torch.Tensor, last: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Add the staged frames (global indices `frames`) and trim to the rolling window; `last`
+        is the pixels and level of the last of them (for `frame_before`)."""
+        if last is not None:
+            self.last_pixels[int(frames[-1])] = last
         assert all(p is not None for p in self._pending), "commit() before every block appended"
         for i, (k, v) in enumerate(self._pending):
             old = self.layer(i)
@@ -63,6 +72,8 @@ class KVCache:
             self.keys[i] = self.keys[i][:, :, self.keys[i].shape[2] - keep :].clone()
             self.values[i] = self.values[i][:, :, self.values[i].shape[2] - keep :].clone()
         self.frames = self.frames[n:]
+        oldest = int(self.frames[0]) if len(self) else None  # keep the frame before the oldest cached one
+        self.last_pixels = {f: v for f, v in self.last_pixels.items() if oldest is not None and f >= oldest - 1}
 
     def rollback(self, n: int) -> None:
         """Drop the n newest frames (e.g. to regenerate the last chunk)."""
@@ -73,3 +84,5 @@ class KVCache:
                 self.keys[i] = self.keys[i][:, :, :keep]
                 self.values[i] = self.values[i][:, :, :keep]
         self.frames = self.frames[: len(self) - n]
+        newest = int(self.frames[-1]) if len(self) else -1
+        self.last_pixels = {f: v for f, v in self.last_pixels.items() if f <= newest}

@@ -27,7 +27,8 @@ from .attention import attention_groups
 from .block import Block, modulate
 from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
-from .pixel_head import PixelHead
+from .pixel_head import PixelHead, faded
+from .previous_frame import previous_frames
 
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
 
@@ -47,7 +48,8 @@ class STARCasterDenoiser(nn.Module):
         super().__init__()
         cfg, ops, d = config, operations, config.dim
         self.config = cfg
-        self.patch_embed = ops.Linear(cfg.patch * cfg.patch * cfg.channels, d)
+        pixels_in = 2 * cfg.channels + 1 if cfg.previous_frame else cfg.channels  # + the previous frame and its level
+        self.patch_embed = ops.Linear(cfg.patch * cfg.patch * pixels_in, d)
         grid_h, grid_w = cfg.height // cfg.patch, cfg.width // cfg.patch
         self.register_buffer("spatial", spatial_table(grid_h, grid_w, d), persistent=False)  # (N, D)
         self.time_embed = mlp(ops, 256, d)
@@ -72,8 +74,8 @@ class STARCasterDenoiser(nn.Module):
             # trained on, Adam's per-weight steps turned the smooth mean face into coloured blotches
             self.prior = ops.Linear(cfg.identity_dim + cfg.camera_dim, cfg.channels * cfg.height * cfg.width)
             self.prior.requires_grad_(False)
-        self.head = (PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, skip=cfg.head_skip)
-                     if cfg.head_channels else None)
+        extra = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame))  # full-resolution inputs
+        self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, extra) if cfg.head_channels else None
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -202,7 +204,16 @@ class STARCasterDenoiser(nn.Module):
         if cfg.frame_prior:  # denoise the residual y = x0 - mu: y_t = x_t - (1 - t) mu
             mu = self.frame_prior(cond).float()  # (B, C, T, H, W)
             x_t = x_t - (1 - t.float()[:, None, :, None, None]) * mu
-        tokens = rearrange(x_t.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
+        block = block or cfg.chunk
+        pixels, full_res = x_t, []  # what the patches and the conv head read, at full resolution
+        if cfg.head_skip:  # x_t * (1 - t) and a plane of t: nothing at t = 1, the frame towards t = 0
+            full_res.append(faded(x_t, t.float()))  # (B, C + 1, T, H, W)
+        if cfg.previous_frame:  # before x's first chunk: the cache's last frame (none without a cache)
+            previous = cache.frame_before(frame_offset // block * block) if cache is not None else None
+            before = previous_frames(x.float(), t.float(), frame_offset, block, previous)  # (B, C + 1, T, H, W)
+            pixels = torch.cat([x_t, before], dim=1)  # (B, 2C + 1, T, H, W)
+            full_res.append(before)
+        tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
         if cfg.identity_canvas:
             tokens = tokens + self.canvas_tokens(cond)  # + (B, 1, N, D)
@@ -223,7 +234,7 @@ class STARCasterDenoiser(nn.Module):
         q_frames = frames.repeat_interleave(per_frame)  # (L,)
         past_frames = cache.token_frames(dev) if cache is not None else q_frames[:0]
         k_frames = torch.cat([past_frames, q_frames])  # (Lc + L,) frame of every non-sink key
-        groups = attention_groups(q_frames, k_frames, block or cfg.chunk, window)
+        groups = attention_groups(q_frames, k_frames, block, window)
         rope = rotary_angles(q_frames, cfg.dim // cfg.heads)
 
         # 4. the blocks; a cache-writing pass stages every block's new keys/values
@@ -236,7 +247,7 @@ class STARCasterDenoiser(nn.Module):
             if write_cache:
                 cache.append(i, *kv)
         if write_cache:
-            cache.commit(frames)
+            cache.commit(frames, (x[:, :, -1:].float(), t[:, -1:].float()))
         if not estimate:
             return None
 
@@ -247,7 +258,7 @@ class STARCasterDenoiser(nn.Module):
             self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         )
         if self.head is not None:
-            out = self.head(tokens, out, *((x_t.to(out.dtype), t) if cfg.head_skip else ()))
+            out = self.head(tokens, out, torch.cat(full_res, dim=1).to(out.dtype) if full_res else None)
         out = out.float()
         if cfg.frame_prior:
             out = out + mu
