@@ -5,7 +5,9 @@ conv head, and patchified, beside its own noisy pixels), the way next-frame vide
 condition on the frames they continue. Through attention alone the demo model's estimate from
 pure noise after clean context stayed a blurred, patchy face (see `eval.probe`): copying a face
 from context tokens through 8x8 patches of width 128 is slow to learn. This input makes "the
-same face, the mouth the audio asks for" a short path.
+same face, the mouth the audio asks for" a short path. Measured on the demo world (README,
+Status, session 6): with the frame prior it gave the sharpest frames so far, but neither run
+lip-synced better and both lost quality late in a clip (copying compounds errors).
 
 The previous frame enters as frame * (1 - level) and a plane of its level, as the head's skip
 reads x_t: a clean context frame fully, a noisy one (diffusion forcing trains chunks at every

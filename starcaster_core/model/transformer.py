@@ -11,6 +11,10 @@ frame prior mu(identity, camera), fitted by least squares before training. With 
 network denoises the residual x0 - mu: it reads x_t - (1 - t) mu and mu is added back to its
 estimate, so from pure noise it starts at the identity's linear mean frame instead of at the
 data set's mean (which a few thousand steps never got past at t = 1).
+
+The audio reaches them through the adaLN and, with `audio_canvas`, also through every token
+(gated per position). With `previous_frame` each frame also reads the last frame before its
+chunk as pixels (`previous_frame.py`).
 """
 
 from __future__ import annotations
@@ -247,7 +251,8 @@ class STARCasterDenoiser(nn.Module):
             if write_cache:
                 cache.append(i, *kv)
         if write_cache:
-            cache.commit(frames, (x[:, :, -1:].float(), t[:, -1:].float()))
+            last = (x[:, :, -1:].float().clone(), t[:, -1:].float()) if cfg.previous_frame else None
+            cache.commit(frames, last)  # a previous-frame model reads the last frame for the next chunk
         if not estimate:
             return None
 
