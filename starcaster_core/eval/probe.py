@@ -43,16 +43,31 @@ def clip_conditioning(batch: dict) -> Conditioning:
     )
 
 
-@torch.no_grad()
-def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
-    """Mean squared x0 errors (frames in [-1, 1]) on a batch of clips (B, T, 3, H, W)."""
+def teacher_forcing(denoiser, batch: dict, seed: int):
+    """(clean clips x0 (B, C, T, H, W), their conditioning, predict): predict(t (B, T), cond)
+    is the denoiser's x0 estimate of x0 noised to levels t with one fixed noise draw."""
     x0 = rearrange(batch["frames"], "b t c h w -> b c t h w")
-    b, n, chunk = x0.shape[0], x0.shape[2], denoiser.config.chunk
     cond = clip_conditioning(batch)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
 
-    def predict(t: torch.Tensor, c: Conditioning = cond) -> torch.Tensor:  # (B, C, T, H, W) x0 estimate
+    def predict(t: torch.Tensor, c: Conditioning = cond) -> torch.Tensor:  # (B, C, T, H, W)
         return denoiser(add_noise(x0, noise, t), t, c)
+
+    return x0, cond, predict
+
+
+def after_clean_context(b: int, n: int, chunk: int, level: float) -> torch.Tensor:
+    """Levels (B, T): the last chunk at `level`, every earlier frame clean."""
+    t = torch.zeros(b, n)
+    t[:, n - chunk:] = level
+    return t
+
+
+@torch.no_grad()
+def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
+    """Mean squared x0 errors (frames in [-1, 1]) on a batch of clips (B, T, 3, H, W)."""
+    x0, cond, predict = teacher_forcing(denoiser, batch, seed)
+    b, n, chunk = x0.shape[0], x0.shape[2], denoiser.config.chunk
 
     def err(pred: torch.Tensor, frames: slice) -> float:
         return float((pred - x0)[:, :, frames].pow(2).mean())
@@ -61,9 +76,8 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
     preds = {level: predict(torch.full((b, n), level)) for level in timesteps(4)[:-1].tolist()}
     for level, pred in preds.items():
         out[f"first chunk, t={level:g}"] = err(pred, slice(0, chunk))
-    after = torch.ones(b, n)
-    after[:, : n - chunk] = 0.0  # every earlier frame clean
-    out["last chunk after clean context, t=1"] = err(predict(after), slice(n - chunk, n))
+    out["last chunk after clean context, t=1"] = err(predict(after_clean_context(b, n, chunk, 1.0)),
+                                                      slice(n - chunk, n))
     off = predict(torch.ones(b, n), cond.with_flags(use_audio=True, use_identity=False))
     out["identity on vs off at t=1 (output change)"] = float((preds[1.0] - off).pow(2).mean())
     return out
@@ -73,10 +87,8 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
 def teacher_forced_lipsync(denoiser, batch: dict, meters, seed: int = 0) -> dict[str, float]:
     """Lip sync r of the last chunk's x0 estimate after clean context, at every level of the
     4-step grid, audio on and off (mouth meter on estimate vs on the real frames)."""
-    x0 = rearrange(batch["frames"], "b t c h w -> b c t h w")
+    x0, cond, predict = teacher_forcing(denoiser, batch, seed)
     b, n, chunk = x0.shape[0], x0.shape[2], denoiser.config.chunk
-    cond = clip_conditioning(batch)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
 
     def mouth(video: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> meter mouth of the last chunk (B * K,)
         last = rearrange(video[:, :, n - chunk:], "b c k h w -> (b k) c h w")
@@ -85,11 +97,9 @@ def teacher_forced_lipsync(denoiser, batch: dict, meters, seed: int = 0) -> dict
     real = mouth(x0)
     out = {}
     for level in timesteps(4)[:-1].tolist():
-        t = torch.zeros(b, n)
-        t[:, n - chunk:] = level  # every earlier frame clean
+        t = after_clean_context(b, n, chunk, level)
         for name, c in (("audio on", cond), ("audio off", cond.with_flags(use_audio=False, use_identity=True))):
-            out[f"lip sync r after clean context, t={level:g}, {name}"] = pearson(
-                mouth(denoiser(add_noise(x0, noise, t), t, c)), real)
+            out[f"lip sync r after clean context, t={level:g}, {name}"] = pearson(mouth(predict(t, c)), real)
     return out
 
 
