@@ -252,3 +252,28 @@ def test_without_context_a_chunk_still_reads_the_frame_before_it_and_no_other():
 
     assert (changed(1)[:, :, 2:4] - base[:, :, 2:4]).abs().max() > 1e-3  # frame 1 ends the chunk before [2, 3]
     assert torch.equal(changed(0)[:, :, 2:4], base[:, :, 2:4])
+
+
+def test_spatial_rotary_scores_depend_only_on_relative_frame_and_cell():
+    """With spatial_rope, a query/key pair's attention score depends on the difference of their
+    (frame, row, column), so one head can attend to "the same place one frame back" anywhere."""
+    from starcaster_core.model.embeddings import apply_rotary, rotary_angles
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 32, generator=g), torch.randn(1, 1, 1, 32, generator=g)
+
+    def score(q_at: tuple[int, int, int], k_at: tuple[int, int, int]) -> float:
+        pos = [torch.tensor([q_at[i], k_at[i]]) for i in range(3)]  # frame, row, column of q and k
+        rope = rotary_angles(pos[0], 32, (pos[1], pos[2]))
+        both = apply_rotary(torch.cat([q, k], dim=2), rope)  # (1, 1, 2, 32)
+        return float(both[0, 0, 0] @ both[0, 0, 1])
+
+    same = score((5, 2, 3), (4, 2, 3))
+    assert abs(score((9, 6, 0), (8, 6, 0)) - same) < 1e-4  # same offsets elsewhere: same score
+    assert abs(score((5, 2, 3), (4, 3, 3)) - same) > 1e-3  # another row: another score
+    assert abs(score((5, 2, 3), (4, 2, 4)) - same) > 1e-3  # another column: another score
+    # without cells only the frame is rotated: the second half of the channels is untouched
+    plain = apply_rotary(q, rotary_angles(torch.tensor([7]), 32))
+    assert torch.equal(plain[..., 16:], q[..., 16:]) and not torch.allclose(plain[..., :16], q[..., :16])
+    with_cells = apply_rotary(q, rotary_angles(torch.tensor([7]), 32, (torch.tensor([1]), torch.tensor([2]))))
+    assert torch.equal(with_cells[..., :16], plain[..., :16]) and not torch.allclose(with_cells[..., 16:], q[..., 16:])

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .embeddings import apply_rotary
+from .embeddings import Rope, apply_rotary
 
 Group = tuple[int, int, int, int]  # (query start, query end, key start, key end)
 
@@ -47,21 +47,21 @@ class Attention(nn.Module):
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
         return self.q_norm(q), self.k_norm(k), v
 
-    def keys_values(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    def keys_values(self, x: torch.Tensor, rope: Rope) -> tuple[torch.Tensor, ...]:
         """(B, L, D) -> keys (rotated, as cached) and values, each (B, H, L, Dh)."""
         _, k, v = self.project(x)
-        return apply_rotary(k, *rope), v
+        return apply_rotary(k, rope), v
 
     def forward(
         self,
         x: torch.Tensor,  # (B, L, D) frame tokens
-        rope: tuple[torch.Tensor, torch.Tensor],  # cos, sin (L, Dh/2) at the tokens' frames
+        rope: Rope,  # rotary segments (cos, sin) at the tokens' positions
         sink: tuple[torch.Tensor, torch.Tensor],  # sink keys/values (B, H, S, Dh)
         past: tuple[torch.Tensor, torch.Tensor] | None,  # cached keys/values (B, H, Lc, Dh)
         groups: list[Group],  # query chunks and the cache + new key range each sees
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         q, k, v = self.project(x)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)  # cached keys are stored rotated
+        q, k = apply_rotary(q, rope), apply_rotary(k, rope)  # cached keys are stored rotated
         keys = k if past is None else torch.cat([past[0], k], dim=2)  # (B, H, Lc + L, Dh)
         values = v if past is None else torch.cat([past[1], v], dim=2)
         out = torch.cat([

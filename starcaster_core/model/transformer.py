@@ -233,13 +233,17 @@ class STARCasterDenoiser(nn.Module):
             frame_cond = torch.nn.functional.silu(frame_cond)
         sink = self.sink_tokens(cond)
 
-        # 3. block-causal key ranges and temporal rotary angles from global frame indices
+        # 3. block-causal key ranges and rotary angles from global frame indices (and patch cells)
         frames = torch.arange(frame_offset, frame_offset + n_frames, device=dev)
         q_frames = frames.repeat_interleave(per_frame)  # (L,)
         past_frames = cache.token_frames(dev) if cache is not None else q_frames[:0]
         k_frames = torch.cat([past_frames, q_frames])  # (Lc + L,) frame of every non-sink key
         groups = attention_groups(q_frames, k_frames, block, window)
-        rope = rotary_angles(q_frames, cfg.dim // cfg.heads)
+        cells = None
+        if cfg.spatial_rope:  # (row, column) of every token in its frame's patch grid, each (L,)
+            grid = torch.arange(per_frame, device=dev).repeat(n_frames)  # (L,) index within the frame
+            cells = (torch.div(grid, w // p, rounding_mode="floor"), grid % (w // p))
+        rope = rotary_angles(q_frames, cfg.dim // cfg.heads, cells)
 
         # 4. the blocks; a cache-writing pass stages every block's new keys/values
         for i, blk in enumerate(self.blocks):
