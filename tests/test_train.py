@@ -232,6 +232,10 @@ def test_probe_scores_an_untrained_model_at_zero_and_the_fitted_prior_beats_the_
     first = x0[:, :, : SMALL.chunk].pow(2).mean().item()
     assert before["first chunk, t=1"] == pytest.approx(first, rel=1e-5)
     assert before["identity on vs off at t=1 (output change)"] == 0.0
+    n = x0.shape[2]
+    held = (x0[:, :, n - SMALL.chunk :] - x0[:, :, n - SMALL.chunk - 1 : n - SMALL.chunk]).pow(2).mean().item()
+    assert before["last chunk: copying the last context frame"] == pytest.approx(held, rel=1e-5)
+    assert 0 < held < before["mean frame (no conditioning)"]  # world clips change little from frame to frame
 
     mse = denoiser.fit_prior(sampler.prior_pairs(every=1))
     after = denoising_errors(denoiser, batch)

@@ -6,7 +6,8 @@ Teacher-forced, on clips of any dataset in the shard layout (`train.data`): the 
 the first chunk from pure noise (what the sampler's first step sees: only the conditioning says
 what to draw), of a chunk after clean context, at every level of the default 4-step grid, and
 how much the output moves when the identity is switched off. Beside them the error of
-predicting the data set's mean frame, the score of a model that ignores its conditioning. This
+predicting the data set's mean frame, the score of a model that ignores its conditioning, and
+of copying the last context frame, the score of a model that only holds the picture still. This
 is how we found that an earlier model drew the mean face from noise whatever the identity.
 
 On 64x64 world clips it also prints the teacher-forced lip sync: the mouth opening the meter
@@ -78,6 +79,9 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
         out[f"first chunk, t={level:g}"] = err(pred, slice(0, chunk))
     out["last chunk after clean context, t=1"] = err(predict(after_clean_context(b, n, chunk, 1.0)),
                                                       slice(n - chunk, n))
+    last = x0[:, :, n - chunk - 1 : n - chunk].expand(-1, -1, chunk, -1, -1)  # the last context frame, repeated
+    out["last chunk: copying the last context frame"] = err(torch.cat([x0[:, :, : n - chunk], last], 2),
+                                                             slice(n - chunk, n))
     off = predict(torch.ones(b, n), cond.with_flags(use_audio=True, use_identity=False))
     out["identity on vs off at t=1 (output change)"] = float((preds[1.0] - off).pow(2).mean())
     return out
