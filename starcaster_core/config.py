@@ -50,6 +50,7 @@ class ModelConfig:
     context_noise: float = 0.0  # noise level of the generated frames the sampler keeps as context
     audio_canvas: bool = False  # also add the audio embedding to every token, gated per token position
     previous_frame: bool = False  # every frame also reads the last frame before its chunk (model/previous_frame.py)
+    copy_previous: bool = False  # with previous_frame: the estimate is a residual of that frame (see transformer.py)
     spatial_rope: bool = False  # rotary positions in (frame, row, column), not in frame alone (3D RoPE)
 
     def __post_init__(self) -> None:
@@ -61,6 +62,9 @@ class ModelConfig:
         assert self.chunk >= 1 and self.context_frames >= 0, "chunk >= 1, context_frames >= 0"
         assert 0.0 <= self.context_noise < 0.5, f"context_noise must be in [0, 0.5), got {self.context_noise}"
         assert not (self.frame_prior and self.prediction == "v"), "the frame prior needs x0 prediction"
+        assert not self.copy_previous or (self.previous_frame and self.prediction == "x0"), (
+            "copy_previous needs previous_frame and x0 prediction"
+        )
         assert not self.spatial_rope or (self.dim // self.heads) % 8 == 0, "spatial_rope needs head dim divisible by 8"
 
     @property
@@ -105,6 +109,7 @@ PRESETS: dict[str, ModelConfig] = {
         name="tiny", height=16, width=16, patch=4, dim=64, depth=2, heads=4, chunk=2,
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
-        frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True, spatial_rope=True,
+        frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True, copy_previous=True,
+        spatial_rope=True,
     ),
 }

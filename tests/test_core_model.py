@@ -277,3 +277,20 @@ def test_spatial_rotary_scores_depend_only_on_relative_frame_and_cell():
     assert torch.equal(plain[..., 16:], q[..., 16:]) and not torch.allclose(plain[..., :16], q[..., :16])
     with_cells = apply_rotary(q, rotary_angles(torch.tensor([7]), 32, (torch.tensor([1]), torch.tensor([2]))))
     assert torch.equal(with_cells[..., :16], plain[..., :16]) and not torch.allclose(with_cells[..., 16:], q[..., 16:])
+
+
+@torch.no_grad()
+def test_copy_previous_starts_every_chunk_from_the_clean_frame_before_it():
+    """An untrained copy_previous model (zero output layers) holds the picture still: its
+    estimate of a chunk is the (almost) clean frame before it, and the frame prior's mean where
+    that frame is missing (a video's start) or too noisy."""
+    from starcaster_core.model import STARCaster
+
+    model = STARCaster(replace(TINY, context_noise=0.0)).denoiser.eval()  # zero-initialised output
+    model.prior.bias.fill_(0.25)  # mu = 0.25 everywhere
+    x, cond = tiny_video(6), tiny_cond(6)
+    t = torch.tensor([[0.0, 0.05, 1.0, 1.0, 0.5, 0.5]])  # chunks [0, 1] clean, [2, 3] pure noise, [4, 5] half
+    out = model(x, t, cond, block=2)
+    torch.testing.assert_close(out[:, :, 0:2], torch.full_like(out[:, :, 0:2], 0.25))  # no frame before: mu
+    torch.testing.assert_close(out[:, :, 2:4], x[:, :, 1:2].expand_as(out[:, :, 2:4]))  # frame 1, at t = 0.05
+    torch.testing.assert_close(out[:, :, 4:6], torch.full_like(out[:, :, 4:6], 0.25))  # frame 3 is pure noise

@@ -14,7 +14,9 @@ data set's mean (which a few thousand steps never got past at t = 1).
 
 The audio reaches them through the adaLN and, with `audio_canvas`, also through every token
 (gated per position). With `previous_frame` each frame also reads the last frame before its
-chunk as pixels (`previous_frame.py`).
+chunk as pixels (`previous_frame.py`); with `copy_previous` as well, that frame replaces mu as
+what the network denoises the residual of, so an untrained network holds the picture still and
+training spends itself on what changes (the mouth, the head, the view).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .kv_cache import KVCache
 from .pixel_head import PixelHead, faded
 from .previous_frame import previous_frames
 
+COPY_LEVEL = 0.1  # copy_previous: the highest noise level of a previous frame the estimate starts from
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
 
 
@@ -204,17 +207,25 @@ class STARCasterDenoiser(nn.Module):
         per_frame, p = cfg.tokens_per_frame, cfg.patch
 
         # 1. tokens of every frame, with the fixed spatial table
-        x_t = x.float()
-        if cfg.frame_prior:  # denoise the residual y = x0 - mu: y_t = x_t - (1 - t) mu
-            mu = self.frame_prior(cond).float()  # (B, C, T, H, W)
-            x_t = x_t - (1 - t.float()[:, None, :, None, None]) * mu
         block = block or cfg.chunk
-        pixels, full_res = x_t, []  # what the patches and the conv head read, at full resolution
-        if cfg.head_skip:  # x_t * (1 - t) and a plane of t: nothing at t = 1, the frame towards t = 0
-            full_res.append(faded(x_t, t.float()))  # (B, C + 1, T, H, W)
         if cfg.previous_frame:  # before x's first chunk: the cache's last frame (none without a cache)
             previous = cache.frame_before(frame_offset // block * block) if cache is not None else None
             before = previous_frames(x.float(), t.float(), frame_offset, block, previous)  # (B, C + 1, T, H, W)
+        anchor = None  # what the network's estimate is a residual of: (B, C, T, H, W) or none
+        if cfg.frame_prior:
+            anchor = self.frame_prior(cond).float()  # mu
+        if cfg.copy_previous:  # the previous frame where it is (almost) clean, elsewhere mu or nothing
+            c, level = cfg.channels, before[:, cfg.channels:]  # level (B, 1, T, H, W)
+            ready = (level <= COPY_LEVEL).float()  # a noisy frame would hand its noise to the estimate
+            frame = before[:, :c] / (1 - level).clamp(min=1 - COPY_LEVEL)  # un-faded where ready
+            anchor = ready * frame + (1 - ready) * (anchor if anchor is not None else 0.0)
+        x_t = x.float()
+        if anchor is not None:  # denoise the residual y = x0 - anchor: y_t = x_t - (1 - t) anchor
+            x_t = x_t - (1 - t.float()[:, None, :, None, None]) * anchor
+        pixels, full_res = x_t, []  # what the patches and the conv head read, at full resolution
+        if cfg.head_skip:  # x_t * (1 - t) and a plane of t: nothing at t = 1, the frame towards t = 0
+            full_res.append(faded(x_t, t.float()))  # (B, C + 1, T, H, W)
+        if cfg.previous_frame:
             pixels = torch.cat([x_t, before], dim=1)  # (B, 2C + 1, T, H, W)
             full_res.append(before)
         tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
@@ -269,8 +280,8 @@ class STARCasterDenoiser(nn.Module):
         if self.head is not None:
             out = self.head(tokens, out, torch.cat(full_res, dim=1).to(out.dtype) if full_res else None)
         out = out.float()
-        if cfg.frame_prior:
-            out = out + mu
+        if anchor is not None:
+            out = out + anchor
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
         return out
