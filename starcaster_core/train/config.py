@@ -37,7 +37,6 @@ class TrainConfig:
     self_forcing: float = 0.3  # share of clips whose context is the model's own rollout (stage 2+)
     rollout_steps: int = 2  # Euler steps per chunk of that rollout
     lip_weight: float = 0.5
-    lip_noise_power: float = 0.0  # weigh each frame's lip loss by t ** power (its noise level; 0: all alike)
     mouth_weight: float = 0.0  # stage 2 on: extra flow-loss weight inside the mouth box (0: none)
     ema: float = 0.0  # decay of an exponential moving average of the weights, saved as the model (0: off)
     encoder_weight: float = 1.0

@@ -79,14 +79,9 @@ def lip_reader_loss(reader: LipReader, crops, audio, opening=None) -> torch.Tens
     return loss
 
 
-def lip_feature_loss(reader: LipReader, generated: torch.Tensor, real: torch.Tensor,
-                     weight: torch.Tensor | None = None) -> torch.Tensor:
+def lip_feature_loss(reader: LipReader, generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Distance of the frozen reader's features on generated vs real mouth crops, relative to
-    the spread of the real features (so its scale does not depend on the reader's); `weight`
-    (N,) weighs the crops (a weighted mean; None: all alike)."""
+    the spread of the real features (so its scale does not depend on the reader's)."""
     with torch.no_grad():
         target = reader(real)[0]
-    per_crop = (reader(generated)[0] - target).pow(2).mean(dim=1)  # (N,)
-    if weight is not None:
-        per_crop = per_crop * weight / weight.mean().clamp(min=1e-6)
-    return per_crop.mean() / target.var().clamp(min=1e-6)
+    return F.mse_loss(reader(generated)[0], target) / target.var().clamp(min=1e-6)

@@ -131,8 +131,7 @@ def batch_loss(
         pred = rearrange(x0_pred, "b c t h w -> b t c h w")[target]  # (n, C, H, W)
         real = rearrange(x0, "b c t h w -> b t c h w")[target]
         boxes = batch["mouth_box"][target] if "mouth_box" in batch else None
-        level = t[target] ** tc.lip_noise_power if tc.lip_noise_power else None  # (n,): most where t = 1
-        lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes), level)
+        lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes))
         loss = loss + tc.lip_weight * lip
         parts["lip"] = lip.item()
     parts["loss"] = loss.item()
