@@ -18,7 +18,7 @@ chunk as pixels (`previous_frame.py`); with `copy_previous` as well, that frame 
 what the network denoises the residual of, so an untrained network holds the picture still and
 training spends itself on what changes (the mouth, the head, the view). Measured on the demo
 world (README, Status, session 7): the still face came out 4 times closer than without it, but
-the network stopped listening to the audio and the mouth lagged by 3 frames, so it is off in
+the network stopped listening to the audio and the mouth lagged the speech, so it is off in
 `demo`.
 """
 
