@@ -64,8 +64,12 @@ def test_render_video_streams_the_samplers_video_with_the_speech(comfy_server: C
                         for i in pngs]) / 255.0  # (T, 64, 64, 3): the AR Sampler's frames
     assert sampler.shape == frames.shape
     same = np.abs(frames - sampler).mean()
-    shifted = np.abs(frames[1:] - sampler[:-1]).mean()  # one frame off: what a mix-up would look like
-    assert same < 0.05 and same < 0.5 * shifted, f"mp4 vs sampler frames differ by {same:.4f} (shifted {shifted:.4f})"
+    assert same < 0.05, f"mp4 vs sampler frames differ by {same:.4f} on average (H.264 alone: about 0.017)"
+    # In order? H.264 at 64x64 costs half of a frame-to-frame change, so compare what changes: each
+    # video's frames minus its mean frame, correlated in place and one frame off (a mix-up)
+    moving, sampled = frames - frames.mean(axis=0), sampler - sampler.mean(axis=0)
+    in_place, one_off = (np.corrcoef(moving[k:].ravel(), sampled[: len(sampled) - k].ravel())[0, 1] for k in (0, 1))
+    assert in_place > 0.8 and in_place > one_off + 0.15, (in_place, one_off)
 
 
 @pytest.mark.timeout(300)
