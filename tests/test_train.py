@@ -90,6 +90,23 @@ def test_lip_reader_learns_on_tiny_data(sampler):
     assert loss.item() < 0.5 * first
 
 
+def test_lip_reader_is_seeded_and_one_whose_features_collapse_is_refused(world):
+    from starcaster_core.train.trainer import train_lip_reader
+
+    tc = TrainConfig(lip_reader_steps=3, batch=2)
+    sampler = ClipSampler(load_sequences(world / "talking", SMALL), None, SMALL, 8)
+    readers = []
+    for state in (1, 2):  # whatever ran before (the global RNG), the same reader comes out
+        torch.manual_seed(state)
+        readers.append(train_lip_reader(sampler, tc, torch.device("cpu")).state_dict())
+    assert all(torch.equal(readers[0][k], readers[1][k]) for k in readers[0])
+
+    still = load_sequences(world / "talking", SMALL)
+    still.frames.zero_()  # every mouth crop the same: features that cannot tell mouths apart
+    with pytest.raises(RuntimeError, match="collapsed in 2 attempts"):
+        train_lip_reader(ClipSampler(still, None, SMALL, 8), tc, torch.device("cpu"), attempts=2)
+
+
 def test_mouth_weight_map_moves_the_loss_to_the_mouth_and_keeps_its_size():
     weight = mouth_weight_map(None, (2, 3, 64, 64), extra=4.0)  # (B, T, H, W)
     assert torch.allclose(weight.mean(dim=(2, 3)), torch.ones(2, 3))

@@ -50,11 +50,27 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device) -> LipReader:
-    """Train the lip reader on ground-truth mouth crops (same seed on every rank), then freeze it."""
-    reader = LipReader(sampler.config.audio_mels).to(device)
+def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device, attempts: int = 3) -> LipReader:
+    """Train the lip reader on ground-truth mouth crops (same seeds on every rank), then freeze
+    it. A reader whose features collapsed (every mouth reads the same: the lip loss would be 0,
+    stage 2 unsupervised) is trained again from the next seed."""
+    for attempt in range(attempts):
+        reader, spread = _lip_reader_from(sampler, tc, device, tc.seed + 17 + attempt)
+        if spread > 1e-6:
+            return reader.eval().requires_grad_(False)
+        log.warning("lip reader %d: its features collapsed (spread %.2g); training it again", attempt, spread)
+    raise RuntimeError(f"the lip reader's features collapsed in {attempts} attempts: every mouth crop reads the "
+                       "same, so the lip-reading loss would be 0; check the mouth boxes of the data or raise "
+                       "--lip-reader-steps")
+
+
+def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device, seed: int):
+    """(reader trained from `seed`, spread of its features over the last batch's crops)."""
+    with torch.random.fork_rng(devices=[]):  # its init must not depend on what ran before
+        torch.manual_seed(seed)
+        reader = LipReader(sampler.config.audio_mels).to(device)
     opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(tc.seed + 17)
+    g = torch.Generator().manual_seed(seed)
     for step in range(tc.lip_reader_steps):
         batch = sampler.sample(tc.batch, 0.0, g)
         frames = batch["frames"].flatten(0, 1).to(device)  # (B * T, 3, H, W)
@@ -66,7 +82,9 @@ def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device
         opt.step()
         if step % 200 == 0:
             log.info("lip reader step %d loss %.4f", step, loss.item())
-    return reader.eval().requires_grad_(False)
+    with torch.no_grad():
+        spread = float(reader(mouth_crops(frames, boxes))[0].var(dim=0).mean()) if tc.lip_reader_steps else 1.0
+    return reader, spread
 
 
 def save_state(path: Path, model: STARCaster, reader: LipReader, opt: torch.optim.Optimizer, step: int,
