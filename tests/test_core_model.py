@@ -226,16 +226,17 @@ def test_the_audio_canvas_adds_the_audio_to_the_token_positions_it_gates():
 
 
 def test_every_frame_reads_the_last_frame_before_its_chunk_faded_by_its_level():
+    from starcaster_core.model.pixel_head import faded
     from starcaster_core.model.previous_frame import previous_frames
 
     # frames 3..8 of a video in chunks of 2 ([2, 3], [4, 5], [6, 7], [8, 9]); pixel value = frame index
     x = torch.arange(3, 9).float().view(1, 1, 6, 1, 1).expand(1, 1, 6, 2, 2)
     t = torch.tensor([[0.0, 0.0, 0.5, 0.0, 0.0, 0.0]])  # frame 5 is half noise
     given = (torch.full((1, 1, 1, 2, 2), 1.0), torch.zeros(1, 1))  # frame 1, before the chunk [2, 3]
-    out = previous_frames(x, t, offset=3, block=2, previous=given)  # (1, 2, 6, 2, 2)
+    out = faded(*previous_frames(x, t, offset=3, block=2, previous=given))  # as the model reads it: (1, 2, 6, 2, 2)
     assert out[0, 0, :, 0, 0].tolist() == [1.0, 3.0, 3.0, 5.0 * 0.5, 5.0 * 0.5, 7.0]
     assert out[0, 1, :, 0, 0].tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 0.0]  # the level plane
-    first = previous_frames(x[:, :, 1:], t[:, 1:], offset=4, block=2, previous=None)  # a video's first chunk...
+    first = faded(*previous_frames(x[:, :, 1:], t[:, 1:], offset=4, block=2, previous=None))  # a video's first chunk...
     assert first[0, :, :2].tolist() == torch.cat([torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2)]).tolist()  # nothing
 
 

@@ -128,7 +128,6 @@ def test_mouth_weight_map_moves_the_loss_to_the_mouth_and_keeps_its_size():
     assert (velocity_loss(elsewhere, x0, t, pixel_weight=weight) < plain).all()
 
 
-
 def tiny_run(world: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(preset="tiny", data=str(world), out=str(out), motion_steps=2, sync_steps=2, views_steps=2,
                        lip_reader_steps=2, batch=2, clip_frames=4, log_every=1, checkpoint_every=2, precision="fp32",

@@ -79,9 +79,8 @@ def denoising_errors(denoiser, batch: dict, seed: int = 0) -> dict[str, float]:
         out[f"first chunk, t={level:g}"] = err(pred, slice(0, chunk))
     out["last chunk after clean context, t=1"] = err(predict(after_clean_context(b, n, chunk, 1.0)),
                                                       slice(n - chunk, n))
-    last = x0[:, :, n - chunk - 1 : n - chunk].expand(-1, -1, chunk, -1, -1)  # the last context frame, repeated
-    out["last chunk: copying the last context frame"] = err(torch.cat([x0[:, :, : n - chunk], last], 2),
-                                                             slice(n - chunk, n))
+    held = x0[:, :, n - chunk - 1 : n - chunk]  # the last context frame, held for the whole chunk
+    out["last chunk: copying the last context frame"] = float((x0[:, :, n - chunk :] - held).pow(2).mean())
     off = predict(torch.ones(b, n), cond.with_flags(use_audio=True, use_identity=False))
     out["identity on vs off at t=1 (output change)"] = float((preds[1.0] - off).pow(2).mean())
     return out

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import torch
 
-from .pixel_head import faded
-
 Previous = tuple[torch.Tensor, torch.Tensor]  # pixels (B, C, 1, H, W), noise level (B, 1)
 
 
 def previous_frames(x: torch.Tensor, t: torch.Tensor, offset: int, block: int,
-                    previous: Previous | None) -> torch.Tensor:
+                    previous: Previous | None) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, C, T, H, W) frames [offset, offset + T) at levels t (B, T); chunks of `block`
     frames by global index. `previous` is the frame before the first chunk that starts in or
-    before x (None: there is none, as at a video's start). Returns, for every frame, the last
-    frame before its chunk faded by its level, beside a plane of that level: (B, C + 1, T, H, W)."""
+    before x (None: there is none, as at a video's start: pure noise). Returns, for every frame,
+    the last frame before its chunk and that frame's level: (B, C, T, H, W), (B, T); the model
+    reads them `faded` (frame * (1 - level) beside a plane of the level)."""
     b, c, n, h, w = x.shape
     if previous is None:
         previous = (x.new_zeros(b, c, 1, h, w), t.new_ones(b, 1))
@@ -36,4 +35,4 @@ def previous_frames(x: torch.Tensor, t: torch.Tensor, offset: int, block: int,
     levels = torch.cat([previous[1].to(t), t], dim=1)  # (B, 1 + T)
     starts = torch.div(torch.arange(offset, offset + n), block, rounding_mode="floor") * block  # (T,)
     index = (starts - offset).clamp(min=0).to(x.device)  # frame start - 1, shifted by the leading `previous`
-    return faded(frames[:, :, index], levels[:, index])  # (B, C + 1, T, H, W)
+    return frames[:, :, index], levels[:, index]

@@ -213,15 +213,15 @@ class STARCasterDenoiser(nn.Module):
         block = block or cfg.chunk
         if cfg.previous_frame:  # before x's first chunk: the cache's last frame (none without a cache)
             previous = cache.frame_before(frame_offset // block * block) if cache is not None else None
-            before = previous_frames(x.float(), t.float(), frame_offset, block, previous)  # (B, C + 1, T, H, W)
+            # the frame before each frame's chunk (B, C, T, H, W) and its noise level (B, T)
+            prev, prev_level = previous_frames(x.float(), t.float(), frame_offset, block, previous)
+            before = faded(prev, prev_level)  # (B, C + 1, T, H, W)
         anchor = None  # what the network's estimate is a residual of: (B, C, T, H, W) or none
         if cfg.frame_prior:
             anchor = self.frame_prior(cond).float()  # mu
         if cfg.copy_previous:  # the previous frame where it is (almost) clean, elsewhere mu or nothing
-            c, level = cfg.channels, before[:, cfg.channels:]  # level (B, 1, T, H, W)
-            ready = (level <= COPY_LEVEL).float()  # a noisy frame would hand its noise to the estimate
-            frame = before[:, :c] / (1 - level).clamp(min=1 - COPY_LEVEL)  # un-faded where ready
-            anchor = ready * frame + (1 - ready) * (anchor if anchor is not None else 0.0)
+            ready = (prev_level <= COPY_LEVEL)[:, None, :, None, None]  # a noisy frame would hand on its noise
+            anchor = torch.where(ready, prev, anchor if anchor is not None else torch.zeros_like(prev))
         x_t = x.float()
         if anchor is not None:  # denoise the residual y = x0 - anchor: y_t = x_t - (1 - t) anchor
             x_t = x_t - (1 - t.float()[:, None, :, None, None]) * anchor
