@@ -52,7 +52,9 @@ class IdentityFromImage(io.ComfyNode):
             node_id="STARCasterIdentityFromImage",
             display_name="STARCaster Identity (portrait)",
             category=CATEGORY,
-            description="Encodes the face in a portrait into an identity embedding (a soft identity constraint).",
+            description="Encodes the face in a portrait into an identity embedding (a soft identity constraint). "
+                        "Models that also read the portrait (config reference_frame) get the cropped "
+                        "portrait with it; Save Identity keeps it.",
             inputs=[
                 StarcasterModel.Input("model"),
                 io.Image.Input("image"),
@@ -103,7 +105,8 @@ class MixIdentity(io.ComfyNode):
             node_id="STARCasterMixIdentity",
             display_name="STARCaster Mix Identity",
             category=CATEGORY,
-            description="A new identity between two others: weight 0 = a, 1 = b.",
+            description="A new identity between two others: weight 0 = a, 1 = b. A mix is a new person, so it "
+                        "carries no portrait: the model draws it from the embedding alone.",
             inputs=[Identity.Input("a"), Identity.Input("b"),
                     io.Float.Input("weight", default=0.5, min=0.0, max=1.0, step=0.01)],
             outputs=[Identity.Output(display_name="identity")],

@@ -18,6 +18,9 @@ class Conditioning:
     audio_strength: (B,) lip-sync strength, scales the audio embedding away from "no audio"
     use_audio:      (B,) bool; False replaces the audio by the learned "no audio" embedding
     use_identity:   (B,) bool; False replaces the identity by the learned "no identity" one
+    reference:      (B, C, H, W) or None: a portrait of the identity in the model's space, read
+                    by `reference_frame` models (the identity switch turns it off too)
+    use_reference:  (B,) bool or None (None with a reference: all on)
     """
 
     identity: torch.Tensor
@@ -27,6 +30,8 @@ class Conditioning:
     audio_strength: torch.Tensor
     use_audio: torch.Tensor
     use_identity: torch.Tensor
+    reference: torch.Tensor | None = None
+    use_reference: torch.Tensor | None = None
 
     @property
     def frames(self) -> int:
@@ -46,13 +51,24 @@ class Conditioning:
 
     def select(self, index: torch.Tensor) -> Conditioning:
         """The conditioning of the videos `index` (a 1-D index or bool mask over the batch)."""
-        return Conditioning(**{k: v[index] for k, v in self.__dict__.items()})
+        return self._map(lambda v: v[index])
+
+    def _map(self, fn) -> Conditioning:
+        """`fn` applied to every tensor field (the optional ones stay None)."""
+        return Conditioning(**{k: None if v is None else fn(v) for k, v in self.__dict__.items()})
+
+    def reference_on(self) -> torch.Tensor:
+        """(B,) float: 1 where a reference portrait is given and the identity is on."""
+        on = self.use_identity.float()
+        if self.reference is None:
+            return torch.zeros_like(on)
+        return on if self.use_reference is None else on * self.use_reference.float()
 
     def to(self, device: torch.device, dtype: torch.dtype | None = None) -> Conditioning:
         def move(x: torch.Tensor) -> torch.Tensor:
             return x.to(device=device, dtype=dtype if x.is_floating_point() and dtype else x.dtype)
 
-        return Conditioning(**{k: move(v) for k, v in self.__dict__.items()})
+        return self._map(move)
 
     def with_flags(self, use_audio: bool, use_identity: bool) -> Conditioning:
         """A copy with audio and/or identity switched off (for classifier-free guidance)."""
@@ -67,14 +83,18 @@ class Conditioning:
     def cat(items: list[Conditioning]) -> Conditioning:
         """Concatenate along the batch dimension."""
         keys = items[0].__dict__.keys()
-        return Conditioning(**{k: torch.cat([c.__dict__[k] for c in items]) for k in keys})
+        parts = {k: [c.__dict__[k] for c in items] for k in keys}
+        for k, v in parts.items():
+            assert all(x is None for x in v) or all(x is not None for x in v), f"'{k}' given for some items only"
+        return Conditioning(**{k: None if v[0] is None else torch.cat(v) for k, v in parts.items()})
 
 
 def make_conditioning(
     identity: torch.Tensor, audio: torch.Tensor, camera: torch.Tensor,
-    motion: float | torch.Tensor = 1.0, audio_strength: float = 1.0,
+    motion: float | torch.Tensor = 1.0, audio_strength: float = 1.0, reference: torch.Tensor | None = None,
 ) -> Conditioning:
-    """Build a batch-1-or-more Conditioning with both audio and identity on."""
+    """Build a batch-1-or-more Conditioning with both audio and identity on (and the reference
+    portrait (B, C, H, W), when given)."""
     b, t = audio.shape[:2]
     dev = audio.device
     motion_t = torch.as_tensor(motion, dtype=torch.float32, device=dev).expand(b, t).clone()
@@ -83,4 +103,5 @@ def make_conditioning(
         audio_strength=torch.full((b,), float(audio_strength), device=dev),
         use_audio=torch.ones(b, dtype=torch.bool, device=dev),
         use_identity=torch.ones(b, dtype=torch.bool, device=dev),
+        reference=None if reference is None else reference.float().to(dev),
     )

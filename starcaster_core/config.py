@@ -52,6 +52,7 @@ class ModelConfig:
     previous_frame: bool = False  # every frame also reads the last frame before its chunk (model/previous_frame.py)
     copy_previous: bool = False  # with previous_frame: the estimate is a residual of that frame (see transformer.py)
     spatial_rope: bool = False  # rotary positions in (frame, row, column), not in frame alone (3D RoPE)
+    reference_frame: bool = False  # every frame also reads the identity's portrait as pixels (model/reference_frame.py)
 
     def __post_init__(self) -> None:
         assert self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
@@ -64,6 +65,9 @@ class ModelConfig:
         assert not (self.frame_prior and self.prediction == "v"), "the frame prior needs x0 prediction"
         assert not self.copy_previous or (self.previous_frame and self.prediction == "x0"), (
             "copy_previous needs previous_frame and x0 prediction"
+        )
+        assert not self.reference_frame or self.space == "pixel", (
+            "reference_frame reads the portrait as pixels: pixel-space models only"
         )
         assert not self.spatial_rope or (self.dim // self.heads) % 8 == 0, "spatial_rope needs head dim divisible by 8"
 
@@ -91,7 +95,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # 64x64 RGB in pixel space, no VAE: sized to run faster than real time on 2 CPU cores.
-    "demo": ModelConfig(head_channels=32, silu_conditioning=True),
+    "demo": ModelConfig(head_channels=32, silu_conditioning=True, reference_frame=True),
     # 512x512 video in a 4-channel VAE latent space (SD1.5/SDXL VAE, 64x64 latents): one GPU.
     "base": ModelConfig(
         name="base", space="latent", channels=4, height=64, width=64, vae_scale=8, patch=2,
@@ -110,6 +114,6 @@ PRESETS: dict[str, ModelConfig] = {
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
         frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True, copy_previous=True,
-        spatial_rope=True,
+        spatial_rope=True, reference_frame=True,
     ),
 }

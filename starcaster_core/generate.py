@@ -87,12 +87,17 @@ def generate(
             "connect the audio features to the Camera Trajectory node (or set its frames to match)"
         )
     identity = check_space(speech.identity, model)
+    portrait = speech.identity.reference if model.config.reference_frame else None
+    if portrait is not None and tuple(portrait.shape[-2:]) != model.config.pixel_size:
+        raise ValueError(f"the identity's portrait is {tuple(portrait.shape[-2:])} but the model draws "
+                         f"{model.config.pixel_size} frames; make the identity again with this model")
     cond = make_conditioning(
         identity=identity[None],
         audio=speech.features.features[None],  # (1, T, K, M)
         camera=pose_features(camera.float())[None],  # (1, T, 10)
         motion=speech.motion,
         audio_strength=speech.lip_sync,
+        reference=None if portrait is None else portrait[None],  # (1, 3, H, W)
     )
     generator = torch.Generator().manual_seed(int(settings.seed))
     chunks = sample_chunks(

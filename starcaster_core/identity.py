@@ -2,7 +2,10 @@
 
 An identity is a soft constraint: a vector in the embedding space of one model's identity
 encoder, not a locked reference image. Every identity carries the id of that space, so an
-embedding made by another model is refused instead of silently producing a stranger.
+embedding made by another model is refused instead of silently producing a stranger. For a
+`reference_frame` model, an identity made from a portrait also carries that portrait at the
+model's frame size, which the model reads beside the embedding; mixes and random draws have no
+portrait (nobody has a picture of a new person) and are drawn from the embedding alone.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Identity:
     embedding: torch.Tensor  # (Di,) float32
     space: str  # id of the identity-embedding space (the model that made it)
     source: str = ""  # human-readable provenance ("portrait", "mix", "random seed 3", a file)
+    reference: torch.Tensor | None = None  # (3, H, W) in [-1, 1]: the portrait, for reference_frame models
 
 
 def space_id(model: STARCaster) -> str:
@@ -102,7 +106,10 @@ def encode_portrait(model: STARCaster, image: torch.Tensor, mode: CropMode = "fa
     crop = face_crop(image, mode)
     dev = next(model.identity_encoder.parameters()).device
     emb = model.identity_encoder(crop[None].to(dev))[0].cpu()  # (Di,)
-    return Identity(emb, space_id(model), f"portrait ({mode} crop)")
+    reference = None
+    if model.config.reference_frame:  # the crop at the model's frame size, as training reads it
+        reference = F.interpolate(crop[None].float(), size=model.config.pixel_size, mode="bilinear", antialias=True)[0]
+    return Identity(emb, space_id(model), f"portrait ({mode} crop)", reference)
 
 
 def mix(a: Identity, b: Identity, weight: float) -> Identity:
@@ -128,7 +135,10 @@ def random_identity(model: STARCaster, seed: int) -> Identity:
 def save_identity(identity: Identity, path: str | Path) -> None:
     meta = {"format": IDENTITY_FORMAT, "space": identity.space, "source": identity.source}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file({"embedding": identity.embedding.contiguous().float()}, str(path), metadata=meta)
+    tensors = {"embedding": identity.embedding.contiguous().float()}
+    if identity.reference is not None:
+        tensors["reference"] = identity.reference.contiguous().float()
+    save_file(tensors, str(path), metadata=meta)
 
 
 def load_identity(path: str | Path) -> Identity:
@@ -137,10 +147,15 @@ def load_identity(path: str | Path) -> Identity:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             emb = f.get_tensor("embedding") if "embedding" in f.keys() else None
+            reference = f.get_tensor("reference") if "reference" in f.keys() else None
     except (SafetensorError, OSError, ValueError) as e:
         raise IdentityError(f"{path.name} is not a readable identity file ({e}); save the identity again") from e
     if meta.get("format") != IDENTITY_FORMAT or emb is None or emb.ndim != 1:
         raise IdentityError(f"{path.name} is not a STARCaster identity file; save one with 'STARCaster Save Identity'")
     if not torch.isfinite(emb).all():
         raise IdentityError(f"{path.name} holds NaN or infinite values; save the identity again")
-    return Identity(emb.float(), meta.get("space", ""), meta.get("source") or path.stem)
+    if reference is not None and (reference.ndim != 3 or len(reference) != 3 or not torch.isfinite(reference).all()):
+        raise IdentityError(f"{path.name} holds a damaged portrait (shape {tuple(reference.shape)}); "
+                            "save the identity again")
+    return Identity(emb.float(), meta.get("space", ""), meta.get("source") or path.stem,
+                    None if reference is None else reference.float())

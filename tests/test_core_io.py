@@ -94,6 +94,22 @@ def test_identity_ops(tmp_path):
         encode_portrait(model, torch.zeros(16, 16, 3), "center")
 
 
+def test_identity_from_a_portrait_keeps_it_for_reference_frame_models(tmp_path):
+    """The portrait travels with the identity (at the model's frame size) through save and
+    load; a mix or a random draw has none, and a model without the input keeps none."""
+    model = tiny_model()
+    portrait = torch.rand(80, 60, 3, generator=torch.Generator().manual_seed(0))
+    a = encode_portrait(model, portrait, "center")
+    assert a.reference.shape == (3, TINY.height, TINY.width)
+    crop = portrait[10:70].permute(2, 0, 1)  # the central 60x60 square, (3, 60, 60)
+    assert abs(float(a.reference.mean()) - float(crop.mean() * 2 - 1)) < 0.02, "not the portrait's colours"
+    save_identity(a, tmp_path / "a.safetensors")
+    assert torch.equal(load_identity(tmp_path / "a.safetensors").reference, a.reference)
+    assert mix(a, random_identity(model, 1), 0.5).reference is None
+    assert random_identity(model, 1).reference is None
+    assert encode_portrait(tiny_model(reference_frame=False), portrait, "center").reference is None
+
+
 def test_face_crop_without_a_face_says_what_to_do():
     pytest.importorskip("cv2")
     with pytest.raises(IdentityError, match="no face found.*'center'"):

@@ -183,14 +183,34 @@ def test_head_skip_reads_the_noisy_frame_only_below_pure_noise():
     base = torch.randn(b, c, t_frames, size, size, generator=g)
     x_a, x_b, before = (torch.randn(b, c, t_frames, size, size, generator=g) for _ in range(3))
     prev = faded(before, torch.zeros(b, t_frames))  # the tiny preset's head also reads a previous frame
+    portrait = torch.cat([base, torch.ones(b, 1, t_frames, size, size)], dim=1)  # ...and a portrait
 
     def skip(x, level):  # the head's extra inputs, as the denoiser makes them
-        return torch.cat([faded(x, level), prev], dim=1)
+        return torch.cat([faded(x, level), prev, portrait], dim=1)
 
     pure = torch.ones(b, t_frames)
     assert torch.equal(head(tokens, base, skip(x_a, pure)), head(tokens, base, skip(x_b, pure))), "noise leaked"
     half = torch.full((b, t_frames), 0.5)
     assert not torch.allclose(head(tokens, base, skip(x_a, half)), head(tokens, base, skip(x_b, half)))
+
+
+@torch.no_grad()
+def test_reference_portrait_reaches_the_estimate_only_with_the_identity_on():
+    """A `reference_frame` model reads the portrait; with the identity switched off (guidance's
+    unconditional branch) or no portrait given, it reads nothing of it."""
+    model = tiny_model().denoiser
+    cond = tiny_cond(4, batch=2)
+    x, t = tiny_video(4, batch=2), torch.full((2, 4), 0.5)
+    portrait = torch.rand(2, TINY.channels, TINY.height, TINY.width, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with_a = replace(cond, reference=portrait)
+    with_b = replace(cond, reference=-portrait)
+    assert not torch.allclose(model(x, t, with_a), model(x, t, with_b)), "the portrait must change the estimate"
+    off = {"use_audio": True, "use_identity": False}
+    assert torch.equal(model(x, t, with_a.with_flags(**off)), model(x, t, with_b.with_flags(**off)))
+    dropped = replace(with_a, use_reference=torch.tensor([False, True]))
+    none, est = model(x, t, cond), model(x, t, dropped)
+    assert torch.equal(est[0], none[0]), "a dropped portrait must read as no portrait"
+    assert not torch.allclose(est[1], none[1])
 
 
 @torch.no_grad()

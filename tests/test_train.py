@@ -21,7 +21,7 @@ from starcaster_core.synthetic.shards import write_shards
 from starcaster_core.train.config import TrainConfig
 from starcaster_core.train.data import ClipSampler, load_sequences
 from starcaster_core.train.lip_reader import DEFAULT_BOX, LipReader, lip_reader_loss, mouth_crops, mouth_weight_map
-from starcaster_core.train.objective import batch_loss
+from starcaster_core.train.objective import batch_loss, jitter, reference_condition
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = replace(PRESETS["demo"], name="small", dim=64, depth=2, heads=4, chunk=4, identity_canvas=True,
@@ -48,6 +48,30 @@ def world16(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sampler(world) -> ClipSampler:
     return ClipSampler(load_sequences(world / "talking", SMALL), load_sequences(world / "orbit", SMALL), SMALL, 8)
+
+
+def test_reference_portrait_is_jittered_by_the_seed_and_dropped_as_asked(sampler):
+    """The training portrait moves a few pixels (seeded), keeps its content, and is switched off
+    for the `reference_dropout` share of clips."""
+    square = torch.zeros(8, 3, 64, 64)
+    square[:, :, 24:40, 24:40] = 1.0
+
+    def centre(img: torch.Tensor) -> torch.Tensor:  # (B, 2) centroid of the bright pixels
+        ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+        m = img[:, 0]
+        return torch.stack([(m * xs).sum((1, 2)), (m * ys).sum((1, 2))], 1) / m.sum((1, 2))[:, None]
+
+    moved = jitter(square, 0.08, torch.Generator().manual_seed(0))
+    assert torch.equal(moved, jitter(square, 0.08, torch.Generator().manual_seed(0)))
+    shift = (centre(moved) - centre(square)).norm(dim=1)
+    assert shift.max() > 1.0 and shift.max() < 0.08 * 64 * 1.5 + 1, f"shifts {shift}"
+    assert (moved.sum((1, 2, 3)) / square.sum((1, 2, 3)) - 1).abs().max() < 0.25, "the zoom is at most 8%"
+    torch.testing.assert_close(jitter(square, 0.0, torch.Generator()), square, atol=1e-5, rtol=0)
+
+    model, batch = STARCaster(SMALL), sampler.sample(4, 0.0, torch.Generator().manual_seed(1))
+    for dropout, on in ((0.0, True), (1.0, False)):
+        ref = reference_condition(model, batch, TrainConfig(reference_dropout=dropout), torch.Generator())
+        assert ref["reference"].shape == (4, 3, SMALL.height, SMALL.width) and bool(ref["use_reference"].all()) == on
 
 
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])

@@ -19,7 +19,8 @@ what the network denoises the residual of, so an untrained network holds the pic
 training spends itself on what changes (the mouth, the head, the view). Measured on the demo
 world (README, Status, session 7): the still face came out 4 times closer than without it, but
 the network stopped listening to the audio and the mouth lagged the speech, so it is off in
-`demo`.
+`demo`. With `reference_frame` every frame also reads the identity's portrait as pixels
+(`reference_frame.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
 from .pixel_head import PixelHead, faded
 from .previous_frame import previous_frames
+from .reference_frame import reference_planes
 
 COPY_LEVEL = 0.1  # copy_previous: the highest noise level of a previous frame the estimate starts from
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
@@ -58,7 +60,8 @@ class STARCasterDenoiser(nn.Module):
         super().__init__()
         cfg, ops, d = config, operations, config.dim
         self.config = cfg
-        pixels_in = 2 * cfg.channels + 1 if cfg.previous_frame else cfg.channels  # + the previous frame and its level
+        # the noisy frame, then (optionally) the previous frame and its level, the portrait and its plane
+        pixels_in = cfg.channels + (cfg.channels + 1) * (int(cfg.previous_frame) + int(cfg.reference_frame))
         self.patch_embed = ops.Linear(cfg.patch * cfg.patch * pixels_in, d)
         grid_h, grid_w = cfg.height // cfg.patch, cfg.width // cfg.patch
         self.register_buffer("spatial", spatial_table(grid_h, grid_w, d), persistent=False)  # (N, D)
@@ -84,7 +87,8 @@ class STARCasterDenoiser(nn.Module):
             # trained on, Adam's per-weight steps turned the smooth mean face into coloured blotches
             self.prior = ops.Linear(cfg.identity_dim + cfg.camera_dim, cfg.channels * cfg.height * cfg.width)
             self.prior.requires_grad_(False)
-        extra = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame))  # full-resolution inputs
+        # full-resolution inputs of the conv head, each a frame and a plane
+        extra = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame) + int(cfg.reference_frame))
         self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, extra) if cfg.head_channels else None
         self.initialize_weights()
 
@@ -231,6 +235,10 @@ class STARCasterDenoiser(nn.Module):
         if cfg.previous_frame:
             pixels = torch.cat([x_t, before], dim=1)  # (B, 2C + 1, T, H, W)
             full_res.append(before)
+        if cfg.reference_frame:  # the identity's portrait beside every frame, and whether it is there
+            portrait = reference_planes(cond, x)  # (B, C + 1, T, H, W)
+            pixels = torch.cat([pixels, portrait], dim=1)
+            full_res.append(portrait)
         tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
         if cfg.identity_canvas:

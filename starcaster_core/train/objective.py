@@ -4,7 +4,9 @@ self-forcing context and the lip-reading loss."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
+from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
 from ..camera import pose_features
 from ..conditioning import Conditioning
@@ -59,6 +61,35 @@ def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch
     return model.identity_encoder(batch["reference"]), torch.zeros((), device=batch["frames"].device)
 
 
+def reference_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator) -> dict:
+    """The portrait of a `reference_frame` model: the clip's `reference` frame (another moment
+    of the clip) at the model's frame size, dropped for a `reference_dropout` share of clips."""
+    cfg = model.config
+    if not cfg.reference_frame or "reference" not in batch:
+        return {}
+    ref = batch["reference"]  # (B, C, S, S)
+    if tuple(ref.shape[-2:]) != (cfg.height, cfg.width):
+        ref = F.interpolate(ref, size=(cfg.height, cfg.width), mode="bilinear", antialias=True)
+    if tc.reference_jitter > 0:
+        ref = jitter(ref, tc.reference_jitter, g)
+    keep = torch.rand(ref.shape[0], generator=g) >= tc.reference_dropout  # (B,)
+    return {"reference": ref, "use_reference": keep.to(ref.device)}
+
+
+def jitter(images: torch.Tensor, amount: float, g: torch.Generator) -> torch.Tensor:
+    """(B, C, H, W) images each shifted by up to `amount` of the frame, turned by up to
+    100 * `amount` degrees and zoomed by up to 1 +- `amount` (edges repeated): a portrait that
+    says who is in the frame, not where their head is."""
+    b, _, h, w = images.shape
+    u = torch.rand(b, 4, generator=g) * 2 - 1  # (B, 4) in [-1, 1]
+    size = torch.tensor([w, h], dtype=torch.float32)
+    mat = get_affine_matrix2d(
+        translations=u[:, :2] * amount * size, center=(size / 2).expand(b, 2),
+        scale=(1 + amount * u[:, 3:]).expand(b, 2), angle=u[:, 2] * amount * 100,
+    )[:, :2]  # (B, 2, 3)
+    return warp_affine(images, mat.to(images), (h, w), padding_mode="border")
+
+
 def motion_level(batch: dict) -> torch.Tensor:
     """Motion intensity of each clip (B, T): head-pose spread relative to the data's typical one."""
     frames = batch["frames"]
@@ -88,6 +119,7 @@ def batch_loss(
         motion=motion_level(batch), audio_strength=torch.ones(b, device=dev),
         use_audio=(torch.rand(b, generator=g) >= audio_drop).to(dev) & talking,
         use_identity=(torch.rand(b, generator=g) >= tc.identity_dropout).to(dev),
+        **reference_condition(model, batch, tc, g),
     )
 
     # 2. noise levels per chunk and the noisy clip
