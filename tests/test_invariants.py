@@ -95,6 +95,29 @@ def test_generate_yields_exactly_the_audio_frames(n_frames: int, chunk: int, con
     assert total == n_frames and starts == list(range(0, n_frames, chunk))
 
 
+def test_generate_reads_the_portrait_and_refuses_one_of_another_size():
+    """The portrait an identity carries changes the video of a reference_frame model; one of the
+    wrong size is refused with what to do, not resized behind the user's back."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = STARCaster(PRESETS["tiny"]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)  # an untrained adaLN-Zero model ignores its inputs
+    speech = tiny_speech(model, 4)
+    h, w = model.config.pixel_size
+    settings = GenerateSettings(chunk=2, context=2, steps=1)
+
+    def video(portrait):
+        s = replace(speech, identity=replace(speech.identity, reference=portrait))
+        return torch.cat([x for _, x in generate(model, s, None, settings, device=torch.device("cpu"))])
+
+    assert not torch.allclose(video(torch.ones(3, h, w)), video(-torch.ones(3, h, w)))
+    with pytest.raises(ValueError, match="portrait is .* make the identity again with this model"):
+        video(torch.zeros(3, h + 8, w))
+
+
 def tiny_speech(model: STARCaster, n_frames: int) -> SpeechConditioning:
     from starcaster_core.audio import AudioFeatures
 
