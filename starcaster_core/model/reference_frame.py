@@ -11,8 +11,8 @@ this input drew the right person from the first chunk (README, Status, session 8
 The embedding stays the identity (a soft constraint): training drops the portrait for a share
 of the clips (`TrainConfig.reference_dropout`) and draws it from another moment of the clip
 than the frames, so its mouth, blink and head pose are not the ones to draw, and identities
-without a portrait (mixes, random draws, saved embeddings) still work. Switching the identity
-off (classifier-free guidance) switches the portrait off too.
+without a portrait (mixes, random draws, saved embeddings) still work, if worse (measured in the
+README). Switching the identity off (classifier-free guidance) switches the portrait off too.
 """
 
 from __future__ import annotations

@@ -40,9 +40,9 @@ def main() -> None:
         if not (Path(args.data) / kind / "index.json").is_file():
             write_shards(Path(args.data) / kind, n, kind, seed=0, frames_per_seq=FRAMES, workers=workers)
     log.info("world data ready after %.0f s", time.time() - t0)
-    # stages 1 and 2 only: with the portrait input, 250 + 250 steps scored better on held-out
-    # clips than 400 + 600 + 1000 with the views stage and a jittered portrait (README, Status,
-    # session 8); val_every: held-out scores in log.jsonl and loss.png while it trains
+    # stages 1 and 2 only, 250 + 250 steps: with the portrait input this scored best on held-out
+    # clips of the recipes measured (longer stage 2, stage 3, a jittered portrait: README,
+    # Status, session 8); val_every: held-out scores in log.jsonl and loss.png while it trains
     final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads, val_every=250,
                               motion_steps=250, sync_steps=250, until="sync"))
     log.info("trained in %.1f min total: %s", (time.time() - t0) / 60, final)
