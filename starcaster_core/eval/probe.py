@@ -22,7 +22,6 @@ import argparse
 import logging
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from ..camera import pose_features
@@ -39,12 +38,11 @@ def clip_conditioning(batch: dict) -> Conditioning:
     """Audio, camera, (ground-truth) identity and portrait (another frame of the clip) of
     sampled clips, all switched on."""
     b, n = batch["frames"].shape[:2]
-    size = tuple(batch["frames"].shape[-2:])
     return Conditioning(
         identity=batch["identity"], audio=batch["audio"], camera=pose_features(batch["camera"]),
         motion=torch.ones(b, n), audio_strength=torch.ones(b),
         use_audio=torch.ones(b, dtype=torch.bool), use_identity=torch.ones(b, dtype=torch.bool),
-        reference=F.interpolate(batch["reference"], size=size, mode="bilinear", antialias=True),
+        reference=batch["portrait"],
     )
 
 

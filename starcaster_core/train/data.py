@@ -108,7 +108,9 @@ class ClipSampler:
         s = self.config.identity_image
         batch = {
             "frames": frames, "audio": seqs.audio[rows, win], "camera": seqs.camera[rows, win],
+            # that frame as the identity encoder reads it, and as is (a reference_frame model's portrait)
             "reference": F.interpolate(reference, size=(s, s), mode="bilinear", antialias=True),
+            "portrait": reference,
             "talking": torch.full((n,), seqs.talking),
         }
         for k, v in seqs.extra.items():

@@ -4,7 +4,6 @@ self-forcing context and the lip-reading loss."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 
@@ -62,14 +61,11 @@ def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch
 
 
 def reference_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator) -> dict:
-    """The portrait of a `reference_frame` model: the clip's `reference` frame (another moment
-    of the clip) at the model's frame size, dropped for a `reference_dropout` share of clips."""
-    cfg = model.config
-    if not cfg.reference_frame or "reference" not in batch:
+    """The portrait of a `reference_frame` model: the clip's `portrait` (another moment of the
+    clip, (B, C, H, W)), dropped for a `reference_dropout` share of clips."""
+    if not model.config.reference_frame or "portrait" not in batch:
         return {}
-    ref = batch["reference"]  # (B, C, S, S)
-    if tuple(ref.shape[-2:]) != (cfg.height, cfg.width):
-        ref = F.interpolate(ref, size=(cfg.height, cfg.width), mode="bilinear", antialias=True)
+    ref = batch["portrait"]
     if tc.reference_jitter > 0:
         ref = jitter(ref, tc.reference_jitter, g)
     keep = torch.rand(ref.shape[0], generator=g) >= tc.reference_dropout  # (B,)
