@@ -74,6 +74,29 @@ def test_reference_portrait_is_jittered_by_the_seed_and_dropped_as_asked(sampler
         assert ref["reference"].shape == (4, 3, SMALL.height, SMALL.width) and bool(ref["use_reference"].all()) == on
 
 
+def test_clips_read_the_sequence_portrait_or_a_frame_as_asked(world):
+    """World shards carry each identity's neutral frontal portrait (as the eval draws portraits);
+    the sampler hands it out for a `portrait_share` of clips and another frame for the rest."""
+    from starcaster_core.synthetic.render import render_frames
+
+    talking = load_sequences(world / "talking", SMALL)
+    assert talking.portraits is not None and talking.portraits.shape == (6, 3, 64, 64)
+    drawn = render_frames(talking.extra["identity"][2], size=64, batch=1)[0]  # (3, 64, 64) in 0..1
+    assert (talking.portraits[2].float() / 255 - drawn).abs().max() < 1 / 255 + 1e-6
+    assert not torch.equal(talking.portraits[2], talking.frames[2, 0]), "the portrait is not a frame"
+
+    def sources(share: float) -> list[str]:
+        batch = ClipSampler(talking, None, SMALL, 8, portrait_share=share).sample(8, 0.0, torch.Generator())
+        portraits = ((talking.portraits.float() / 127.5 - 1)[:, None] - batch["portrait"][None]).abs()
+        frames = ((talking.frames.float() / 127.5 - 1)[:, :, None] - batch["portrait"][None, None]).abs()
+        # which clip each portrait is: a sequence's portrait, or one of the frames
+        return ["portrait" if bool((portraits.amax((2, 3, 4)) < 1e-5).any(0)[i])
+                else "frame" if bool((frames.amax((3, 4, 5)) < 1e-5).flatten(0, 1).any(0)[i]) else "?"
+                for i in range(8)]
+
+    assert sources(1.0) == ["portrait"] * 8
+    assert sources(0.0) == ["frame"] * 8
+
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])
 def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     torch.manual_seed(0)

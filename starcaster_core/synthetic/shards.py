@@ -6,7 +6,8 @@ Layout of ``out_dir``::
     shard-00000.safetensors    per sample i (key prefix "000123/"):
                                  frames uint8 (T, 3, H, W), audio int16 (S,) PCM,
                                  mouth / mouth_width / blink float32 (T,), pose (T, 3),
-                                 camera (T, 4), identity (IDENTITY_DIM,)
+                                 camera (T, 4), identity (IDENTITY_DIM,),
+                                 portrait uint8 (3, H, W): the identity neutral and frontal
 
 Every sequence is a function of (seed, sequence index) only: sequence i draws its identity from
 sub-seed (seed, identity index), where the identity index is i, or i mod n_identities when
@@ -33,6 +34,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
 from .identity import IDENTITY_DIM, IdentityParams
+from .render import render_frames
 from .sequences import orbit_sequence, talking_sequence
 from .speech import SAMPLE_RATE, SpeechSource, speech_audio
 
@@ -70,12 +72,14 @@ def make_sequence(kind: Kind, index: int, seed: int, frames_per_seq: int, size: 
         seq = talking_sequence(identity, (wave, sr), fps, camera, gen, size=size)
     assert seq["frames"].shape[0] == frames_per_seq, "sequence length mismatch"
     seq["identity_index"] = id_index
+    seq["portrait"] = render_frames(identity, size=size, batch=1)[0]  # (3, H, W): as eval's portraits are drawn
     return seq
 
 
 def _encode(seq: dict, prefix: str) -> dict[str, torch.Tensor]:
     out = {f"{prefix}frames": (seq["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8)}
     out[f"{prefix}audio"] = (seq["audio"].clamp(-1, 1) * 32767.0).round().to(torch.int16)
+    out[f"{prefix}portrait"] = (seq["portrait"] * 255.0).round().clamp(0, 255).to(torch.uint8)
     for key in _FLOAT_KEYS:
         out[f"{prefix}{key}"] = seq[key].float().contiguous()
     return out
@@ -129,7 +133,7 @@ def write_shards(out_dir: str | Path, n_sequences: int, kind: Kind = "talking", 
 class ShardDataset(Dataset):
     """Reads a ``write_shards`` directory. Items are dicts with frames (T, 3, H, W) float 0..1
     (uint8 if ``float_frames=False``), audio float32 (S,), the per-frame tracks, identity,
-    identity_index, sample_rate and fps."""
+    identity_index, sample_rate, fps and, when the shard has one, portrait (3, H, W) like the frames."""
 
     def __init__(self, root: str | Path, *, float_frames: bool = True) -> None:
         self.root = Path(root)
@@ -154,6 +158,9 @@ class ShardDataset(Dataset):
             frames = f.get_tensor(prefix + "frames")
             item = {key: f.get_tensor(prefix + key) for key in _FLOAT_KEYS}
             item["audio"] = f.get_tensor(prefix + "audio").float() / 32767.0
+            if prefix + "portrait" in f.keys():  # shards written before session 9 have none
+                portrait = f.get_tensor(prefix + "portrait")
+                item["portrait"] = portrait.float() / 255.0 if self.float_frames else portrait
         item["frames"] = frames.float() / 255.0 if self.float_frames else frames
         item.update(identity_index=id_index, sample_rate=self.index["sample_rate"],
                     fps=self.index["fps"], kind=self.index["kind"])

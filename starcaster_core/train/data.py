@@ -2,8 +2,9 @@
 
 A dataset is a directory of safetensors shards (see `starcaster_core.synthetic.shards`): per
 sequence `frames` uint8 (T, 3, H, W), `audio` int16 PCM, `camera` (T, 4) and optionally
-`identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4). Real footage converted to
-that layout trains the same way (without `identity`, the encoder is trained end to end).
+`identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4), `portrait` uint8 (3, H, W).
+Real footage converted to that layout trains the same way (without `identity`, the encoder is
+trained end to end; without `portrait`, the portrait is always another frame of the clip).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Sequences:
     camera: torch.Tensor  # (N, T, 4)
     talking: bool
     extra: dict[str, torch.Tensor]  # OPTIONAL keys present in the data
+    portraits: torch.Tensor | None = None  # (N, 3, H, W) uint8: each sequence's portrait, if the data has them
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -41,9 +43,11 @@ class Sequences:
 def load_sequences(root: str | Path, config: ModelConfig) -> Sequences:
     data = ShardDataset(root, float_frames=False)
     talking = data.index.get("kind", "talking") == "talking"
-    frames, feats, cams, extra = [], [], [], {k: [] for k in OPTIONAL}
+    frames, feats, cams, portraits, extra = [], [], [], [], {k: [] for k in OPTIONAL}
     for item in data:
         frames.append(item["frames"])
+        if "portrait" in item:
+            portraits.append(item["portrait"])
         n = item["frames"].shape[0]
         wav = item["audio"].float()
         f = audio_features(wav.numpy(), int(item["sample_rate"]), float(item["fps"]), config).features
@@ -55,14 +59,21 @@ def load_sequences(root: str | Path, config: ModelConfig) -> Sequences:
                 extra[k].append(item[k].float())
     extra = {k: torch.stack(v) for k, v in extra.items() if len(v) == len(frames)}
     log.info("loaded %d %s sequences from %s", len(frames), "talking" if talking else "orbit", root)
-    return Sequences(torch.stack(frames), torch.stack(feats), torch.stack(cams), talking, extra)
+    return Sequences(torch.stack(frames), torch.stack(feats), torch.stack(cams), talking, extra,
+                     torch.stack(portraits) if len(portraits) == len(frames) else None)
 
 
 class ClipSampler:
-    """Random windows of `clip_frames` frames from talking and (optionally) orbit sequences."""
+    """Random windows of `clip_frames` frames from talking and (optionally) orbit sequences.
 
-    def __init__(self, talking: Sequences, orbit: Sequences | None, config: ModelConfig, clip_frames: int):
+    Each clip comes with a reference image (the identity's portrait): the sequence's own portrait
+    for a `portrait_share` of clips when the data has them, otherwise another frame of the clip.
+    """
+
+    def __init__(self, talking: Sequences, orbit: Sequences | None, config: ModelConfig, clip_frames: int,
+                 portrait_share: float = 1.0):
         self.talking, self.orbit, self.config, self.clip_frames = talking, orbit, config, clip_frames
+        self.portrait_share = portrait_share
         size = (config.height, config.width)
         for seqs in (talking, orbit):
             if seqs is not None:
@@ -104,7 +115,11 @@ class ClipSampler:
 
         frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
         ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
-        reference = seqs.frames[idx, ref_t].float() / 127.5 - 1  # (n, 3, H, W): another frame
+        reference = seqs.frames[idx, ref_t]  # (n, 3, H, W) uint8: another frame
+        if seqs.portraits is not None:  # or, for a portrait_share of clips, the sequence's portrait
+            own = torch.rand(n, generator=g) < self.portrait_share  # (n,)
+            reference = torch.where(own[:, None, None, None], seqs.portraits[idx], reference)
+        reference = reference.float() / 127.5 - 1
         s = self.config.identity_image
         batch = {
             "frames": frames, "audio": seqs.audio[rows, win], "camera": seqs.camera[rows, win],

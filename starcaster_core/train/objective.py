@@ -61,8 +61,9 @@ def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch
 
 
 def reference_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator) -> dict:
-    """The portrait of a `reference_frame` model: the clip's `portrait` (another moment of the
-    clip, (B, C, H, W)), dropped for a `reference_dropout` share of clips."""
+    """The portrait of a `reference_frame` model: the clip's `portrait` ((B, C, H, W): the
+    sequence's own portrait or another moment of the clip, see `ClipSampler`), dropped for a
+    `reference_dropout` share of clips."""
     if not model.config.reference_frame or "portrait" not in batch:
         return {}
     ref = batch["portrait"]

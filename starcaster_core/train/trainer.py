@@ -143,7 +143,7 @@ def train(tc: TrainConfig) -> Path:
     root = Path(tc.data)
     talking = load_sequences(root / "talking", config)
     orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
-    sampler = ClipSampler(talking, orbit, config, tc.clip_frames)
+    sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share)
 
     # 2. the model (same init on every rank), its identity prior, the optimiser
     with torch.random.fork_rng(devices=[]):
