@@ -137,6 +137,29 @@ def test_lip_reader_learns_on_tiny_data(sampler):
     assert loss.item() < 0.5 * first
 
 
+def test_a_blurred_lip_reader_ignores_patterns_no_mouth_has(sampler):
+    """Through its low-pass, the reader's features barely move under a pixel checkerboard that
+    moves the same reader's features without it, while a real change of mouth still moves them."""
+    torch.manual_seed(0)
+    sharp = LipReader(SMALL.audio_mels).eval()
+    blurred = LipReader(SMALL.audio_mels, blur=1.0).eval()
+    blurred.load_state_dict(sharp.state_dict())
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(3))
+    crops = mouth_crops(batch["frames"].flatten(0, 1), None)  # (N, 3, 24, 24): the default box
+    ys, xs = torch.meshgrid(torch.arange(crops.shape[-2]), torch.arange(crops.shape[-1]), indexing="ij")
+    checker = 0.3 * (1 - 2 * ((ys + xs) % 2)).float()  # (24, 24): +-0.3, the finest pattern there is
+    opening = batch["mouth"].flatten(0, 1)
+    wide, shut = int(opening.argmax()), int(opening.argmin())
+    with torch.no_grad():
+        def moved(reader: LipReader, other: torch.Tensor) -> float:
+            return float((reader(other)[0] - reader(crops)[0]).abs().mean())
+
+        sharp_moved, blur_moved = moved(sharp, crops + checker), moved(blurred, crops + checker)
+        mouth_moved = float((blurred(crops[wide:wide + 1])[0] - blurred(crops[shut:shut + 1])[0]).abs().mean())
+    assert blur_moved < 0.05 * sharp_moved, (blur_moved, sharp_moved)
+    assert mouth_moved > 10 * blur_moved, (mouth_moved, blur_moved)
+
+
 def test_lip_reader_is_seeded_and_one_whose_features_collapse_is_refused(world):
     from starcaster_core.train.trainer import train_lip_reader
 

@@ -9,10 +9,11 @@ ground truth varies by 0.09), so every video showed the same blurred face; a sho
 this input drew the right person from the first chunk (README, Status, session 8).
 
 The embedding stays the identity (a soft constraint): training drops the portrait for a share
-of the clips (`TrainConfig.reference_dropout`) and draws it from another moment of the clip
-than the frames, so its mouth, blink and head pose are not the ones to draw, and identities
-without a portrait (mixes, random draws, saved embeddings) still work, if worse (measured in the
-README). Switching the identity off (classifier-free guidance) switches the portrait off too.
+of the clips (`TrainConfig.reference_dropout`), so identities without a portrait (mixes, random
+draws, saved embeddings) still work, if worse (measured in the README). The portrait is the
+data's own neutral, frontal one where it has one (as users and the evaluator give portraits),
+else another moment of the clip; either way its mouth, blink and head pose are not the ones to
+draw. Switching the identity off (classifier-free guidance) switches the portrait off too.
 """
 
 from __future__ import annotations

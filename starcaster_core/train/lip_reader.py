@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
@@ -48,10 +49,19 @@ def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int
 
 
 class LipReader(nn.Module):
-    """(N, 3, CROP, CROP) mouth crops in [-1, 1] -> features (N, F), speech (N, M), opening (N,)."""
+    """(N, 3, CROP, CROP) mouth crops in [-1, 1] -> features (N, F), speech (N, M), opening (N,).
 
-    def __init__(self, n_mels: int, features: int = 64) -> None:
+    With `blur` > 0 the reader sees its crops through a fixed Gaussian low-pass of that sigma
+    (crop pixels), in training and in the lip-reading loss alike. A reader of sharp crops can be
+    matched by high-frequency patterns no mouth has, and stage 2 learned to draw them: a texture
+    of the lip reader's favourite patterns over the whole frame (the un-patchify layer is shared
+    by every patch). Through the low-pass such patterns carry nothing, and their gradient is
+    low-passed too, so what the loss can still ask of the frames is the mouth's shape.
+    """
+
+    def __init__(self, n_mels: int, features: int = 64, blur: float = 0.0) -> None:
         super().__init__()
+        self.blur = blur
         self.net = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(),
@@ -61,6 +71,9 @@ class LipReader(nn.Module):
         self.opening = nn.Linear(features, 1)
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.blur > 0:
+            k = 2 * round(2 * self.blur) + 1  # kernel side: +- 2 sigma
+            crops = gaussian_blur2d(crops, (k, k), (self.blur, self.blur), border_type="replicate")
         f = self.net(crops)
         return f, self.speech(f), self.opening(f)[:, 0]
 

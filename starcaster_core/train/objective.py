@@ -155,7 +155,7 @@ def batch_loss(
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
 
     # 5. lip-reading loss on talking clips (stage 2 on)
-    target = talking[:, None] & (weight > 0)  # (B, T) talking frames that are targets, not context
+    target = talking[:, None] & (weight > 0) & (t <= tc.lip_max_t)  # (B, T) talking target frames, not context
     if lip_reader is not None and stage != "motion" and bool(target.any()):
         pred = rearrange(x0_pred, "b c t h w -> b t c h w")[target]  # (n, C, H, W)
         real = rearrange(x0, "b c t h w -> b t c h w")[target]

@@ -68,7 +68,7 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
     """(reader trained from `seed`, spread of its features over the last batch's crops)."""
     with torch.random.fork_rng(devices=[]):  # its init must not depend on what ran before
         torch.manual_seed(seed)
-        reader = LipReader(sampler.config.audio_mels).to(device)
+        reader = LipReader(sampler.config.audio_mels, blur=tc.lip_blur).to(device)
     opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
     for step in range(tc.lip_reader_steps):
@@ -76,7 +76,11 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
         frames = batch["frames"].flatten(0, 1).to(device)  # (B * T, 3, H, W)
         boxes = batch["mouth_box"].flatten(0, 1).to(device) if "mouth_box" in batch else None
         opening = batch["mouth"].flatten(0, 1).to(device) if "mouth" in batch else None
-        loss = lip_reader_loss(reader, mouth_crops(frames, boxes), batch["audio"].flatten(0, 1).to(device), opening)
+        crops = mouth_crops(frames, boxes)  # (N, 3, CROP, CROP)
+        if tc.lip_reader_noise > 0:  # features that noise does not move are hard to fool with patterns
+            std = torch.rand(crops.shape[0], 1, 1, 1, generator=g) * tc.lip_reader_noise  # (N, 1, 1, 1)
+            crops = crops + (std * torch.randn(crops.shape, generator=g)).to(device)
+        loss = lip_reader_loss(reader, crops, batch["audio"].flatten(0, 1).to(device), opening)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -155,7 +159,7 @@ def train(tc: TrainConfig) -> Path:
         model.identity_std.copy_(stats[1])
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
     state_path = out / "state.safetensors"
-    reader = LipReader(config.audio_mels).to(device)
+    reader = LipReader(config.audio_mels, blur=tc.lip_blur).to(device)
     if config.frame_prior and not state_path.is_file():
         mse = model.denoiser.fit_prior(sampler.prior_pairs())
         log.info("frame prior fitted by least squares: mse %.4f", mse)
