@@ -20,7 +20,14 @@ from starcaster_core.model import STARCaster
 from starcaster_core.synthetic.shards import write_shards
 from starcaster_core.train.config import TrainConfig
 from starcaster_core.train.data import ClipSampler, load_sequences
-from starcaster_core.train.lip_reader import DEFAULT_BOX, LipReader, lip_reader_loss, mouth_crops, mouth_weight_map
+from starcaster_core.train.lip_reader import (
+    DEFAULT_BOX,
+    LipReader,
+    lip_feature_loss,
+    lip_reader_loss,
+    mouth_crops,
+    mouth_weight_map,
+)
 from starcaster_core.train.objective import batch_loss, jitter, reference_condition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +165,28 @@ def test_a_blurred_lip_reader_ignores_patterns_no_mouth_has(sampler):
         mouth_moved = float((blurred(crops[wide:wide + 1])[0] - blurred(crops[shut:shut + 1])[0]).abs().mean())
     assert blur_moved < 0.05 * sharp_moved, (blur_moved, sharp_moved)
     assert mouth_moved > 10 * blur_moved, (mouth_moved, blur_moved)
+
+
+def test_a_linear_lip_readers_loss_is_least_at_the_mean_of_the_real_mouths(sampler):
+    """With a linear reader, the lip-reading loss over several real frames (what a noisy input
+    leaves open) is least at their mean, as the flow loss is: no added pattern lowers it."""
+    torch.manual_seed(0)
+    reader = LipReader(SMALL.audio_mels, kind="linear").eval()
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(3))
+    crops = mouth_crops(batch["frames"].flatten(0, 1), None)[:6]  # (6, 3, 24, 24): six real mouths
+    mean = crops.mean(0, keepdim=True)
+
+    def total(pred: torch.Tensor) -> float:
+        return sum(float(lip_feature_loss(reader, pred, real[None])) for real in crops)
+
+    with torch.no_grad():
+        at_mean = total(mean)
+        g = torch.Generator().manual_seed(4)
+        for _ in range(20):
+            assert total(mean + 0.2 * torch.randn(mean.shape, generator=g)) > at_mean
+        a, b = crops[:1], crops[1:2]  # and its features are linear in the pixels
+        f = lambda x: reader(x)[0]  # noqa: E731
+        assert torch.allclose(f(a + b) - f(b), f(a) - f(torch.zeros_like(a)), atol=1e-4)
 
 
 def test_lip_reader_is_seeded_and_one_whose_features_collapse_is_refused(world):

@@ -40,6 +40,7 @@ class TrainConfig:
     self_forcing: float = 0.3  # share of clips whose context is the model's own rollout (stage 2+)
     rollout_steps: int = 2  # Euler steps per chunk of that rollout
     lip_weight: float = 0.5
+    lip_reader: Literal["conv", "linear"] = "conv"  # the lip reader's kind (train/lip_reader.py)
     lip_max_t: float = 1.0  # the lip-reading loss scores estimates made at noise levels up to this only
     lip_reader_noise: float = 0.0  # the lip reader trains on crops with pixel noise of std up to this (robust features)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)

@@ -2,9 +2,18 @@
 
 Trained on ground-truth frames, then frozen. Stage 2 of training compares its features on the
 model's predicted clean frames with its features on the real frames (the lip-reading loss).
+
+Two kinds. A `conv` reader (a small CNN) can be matched by patterns no mouth has: stage 2 drew a
+texture of them over whole frames (README, Status, session 9). A `linear` reader's features are
+a linear map W of the crop's pixels, so the lip-reading loss |W (x0_pred - x0)|^2 is a pixel loss
+along the directions that tell speech apart: like the flow loss, its expectation is least at the
+clean frame's conditional mean, so the two pull the same way and no pattern pays; it weighs up
+the mouth's speech-bearing pixels instead.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +22,7 @@ from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
 CROP = 24  # side of the mouth crop, pixels
+ReaderKind = Literal["conv", "linear"]
 DEFAULT_BOX = (0.5, 0.57, 0.5, 0.32)  # (cx, cy, w, h) around the mouth of a demo frame, any view
 
 
@@ -59,14 +69,17 @@ class LipReader(nn.Module):
     low-passed too, so what the loss can still ask of the frames is the mouth's shape.
     """
 
-    def __init__(self, n_mels: int, features: int = 64, blur: float = 0.0) -> None:
+    def __init__(self, n_mels: int, features: int = 64, blur: float = 0.0, kind: ReaderKind = "conv") -> None:
         super().__init__()
         self.blur = blur
-        self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Flatten(), nn.Linear(64 * (CROP // 4) ** 2, features), nn.SiLU(),
-        )
+        if kind == "linear":  # features linear in the pixels: see the module docstring
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * CROP * CROP, features))
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Conv2d(32, 64, 3, padding=1), nn.SiLU(), nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Flatten(), nn.Linear(64 * (CROP // 4) ** 2, features), nn.SiLU(),
+            )
         self.speech = nn.Linear(features, n_mels)
         self.opening = nn.Linear(features, 1)
 

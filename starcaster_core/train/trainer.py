@@ -68,7 +68,7 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
     """(reader trained from `seed`, spread of its features over the last batch's crops)."""
     with torch.random.fork_rng(devices=[]):  # its init must not depend on what ran before
         torch.manual_seed(seed)
-        reader = LipReader(sampler.config.audio_mels, blur=tc.lip_blur).to(device)
+        reader = LipReader(sampler.config.audio_mels, blur=tc.lip_blur, kind=tc.lip_reader).to(device)
     opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
     for step in range(tc.lip_reader_steps):
@@ -159,7 +159,7 @@ def train(tc: TrainConfig) -> Path:
         model.identity_std.copy_(stats[1])
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
     state_path = out / "state.safetensors"
-    reader = LipReader(config.audio_mels, blur=tc.lip_blur).to(device)
+    reader = LipReader(config.audio_mels, blur=tc.lip_blur, kind=tc.lip_reader).to(device)
     if config.frame_prior and not state_path.is_file():
         mse = model.denoiser.fit_prior(sampler.prior_pairs())
         log.info("frame prior fitted by least squares: mse %.4f", mse)
