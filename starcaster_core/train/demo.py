@@ -42,9 +42,12 @@ def main() -> None:
     log.info("world data ready after %.0f s", time.time() - t0)
     # stages 1 and 2 only, 250 + 250 steps: with the portrait input this scored best on held-out
     # clips of the recipes measured (longer stage 2, stage 3, a jittered portrait: README,
-    # Status, session 8); val_every: held-out scores in log.jsonl and loss.png while it trains
+    # Status, session 8); val_every: held-out scores in log.jsonl and loss.png while it trains.
+    # portrait_share=0: the portrait is another frame of the clip, as the shipped model trained;
+    # the world's frontal portraits (the trainer's default) move the head but cost view error
+    # (README, Status, session 9)
     final = train(TrainConfig(data=args.data, out=args.out, threads=args.threads, val_every=250,
-                              motion_steps=250, sync_steps=250, until="sync"))
+                              motion_steps=250, sync_steps=250, portrait_share=0.0, until="sync"))
     log.info("trained in %.1f min total: %s", (time.time() - t0) / 60, final)
     if args.install:
         shutil.copy(final, DEFAULT_WEIGHTS)
