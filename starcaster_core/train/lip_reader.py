@@ -8,7 +8,8 @@ texture of them over whole frames (README, Status, session 9). A `linear` reader
 a linear map W of the crop's pixels, so the lip-reading loss |W (x0_pred - x0)|^2 is a pixel loss
 along the directions that tell speech apart: like the flow loss, its expectation is least at the
 clean frame's conditional mean, so the two pull the same way and no pattern pays; it weighs up
-the mouth's speech-bearing pixels instead.
+the mouth's speech-bearing pixels instead. Measured: no texture, but in 250 steps of stage 2
+hardly any lip sync either (0.15 against 0.82 with the conv reader).
 """
 
 from __future__ import annotations
@@ -62,15 +63,14 @@ class LipReader(nn.Module):
     """(N, 3, CROP, CROP) mouth crops in [-1, 1] -> features (N, F), speech (N, M), opening (N,).
 
     With `blur` > 0 the reader sees its crops through a fixed Gaussian low-pass of that sigma
-    (crop pixels), in training and in the lip-reading loss alike. A reader of sharp crops can be
-    matched by high-frequency patterns no mouth has, and stage 2 learned to draw them: a texture
-    of the lip reader's favourite patterns over the whole frame (the un-patchify layer is shared
-    by every patch). Through the low-pass such patterns carry nothing, and their gradient is
-    low-passed too, so what the loss can still ask of the frames is the mouth's shape.
+    (crop pixels), in training and in the lip-reading loss alike, so the finest patterns carry
+    nothing. Measured (sigma 1): stage 2 then drew coarser stripes instead, so the low-pass
+    moves the texture a conv reader invites to lower frequencies; it does not remove it.
     """
 
     def __init__(self, n_mels: int, features: int = 64, blur: float = 0.0, kind: ReaderKind = "conv") -> None:
         super().__init__()
+        assert kind in ("conv", "linear"), f"lip reader kind must be 'conv' or 'linear', got {kind!r}"
         self.blur = blur
         if kind == "linear":  # features linear in the pixels: see the module docstring
             self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * CROP * CROP, features))
