@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import pytest
 import torch
 
@@ -182,9 +183,14 @@ def test_cli_end_to_end_on_unseen_audio(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "starcaster_core.eval", "--checkpoint", "default", "--audio",
            str(tmp_path / "clip.wav"), "--identity", "seed:5", "--trajectory", "orbit_left", "--steps", "1",
-           "--json", str(tmp_path / "scores.json")]
+           "--json", str(tmp_path / "scores.json"), "--strip", str(tmp_path / "strip.png")]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
     for name in METRIC_NAMES:
         assert name in out.stdout, f"{name} missing from the table:\n{out.stdout}"
     assert (tmp_path / "scores.json").is_file()
+    strip = cv2.imread(str(tmp_path / "strip.png"))  # 15 frames: every 4th is 4 frames, 3x upscaled
+    assert strip is not None and strip.shape == (2 * 64 * 3, 4 * 64 * 3, 3), None if strip is None else strip.shape
+    gt_row, model_row = strip[: 64 * 3].astype(float), strip[64 * 3 :].astype(float)
+    assert gt_row.std() > 10 and model_row.std() > 10, "both rows show pictures"
+    assert abs(gt_row - model_row).mean() > 1, "the model's row is its own frames, not the ground truth again"

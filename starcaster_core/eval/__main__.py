@@ -23,7 +23,7 @@ from ..generate import GenerateSettings
 from .evaluate import EvalSettings, evaluate_clip, summarise
 from .inputs import Clip, EvalInputError, heldout_clips, read_audio, read_identity, read_trajectory
 from .meters import DEFAULT_METERS, MetersError, load_meters
-from .report import NOTES, format_clips, format_table, to_json
+from .report import NOTES, format_clips, format_table, to_json, write_strip
 
 log = logging.getLogger("starcaster_core.eval")
 
@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--json", default=None, help="also write all scores to this JSON file")
+    p.add_argument("--strip", default=None, help="also write a PNG of each clip's frames: ground truth over the model")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary, f"summary over {len(results)} clip(s), {time.time() - t0:.0f} s:"))
     print()
     print("\n".join(NOTES))
+    if args.strip:
+        write_strip(results, args.strip)
+        print(f"wrote {args.strip}")
     if args.json:
         Path(args.json).write_text(json.dumps(to_json(results, summary), indent=2))
         print(f"wrote {args.json}")

@@ -48,6 +48,7 @@ STILL = MotionStyle(base=(0.0, 0.0, 0.0), gain=(0.0, 0.0, 0.0), offset=(0.0, 0.0
 OFFSET_BASELINE = 3  # lip-sync offset baseline: the ground truth's mouth delayed by 3 frames
 SHUFFLE_BLOCK_S = 0.2  # shuffled-audio baseline: the rule's mouth track in 0.2 s blocks, reordered
 WRONG_VIEW = (35.0, 10.0)  # wrong-camera baseline: a random fixed world view within +- these
+STRIP_EVERY, STRIP_FRAMES = 4, 8  # frames of the ground-truth-over-model strip: every 4th, at most 8
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class ClipResult:
     name: str
     scores: dict[str, Score]
     info: dict = field(default_factory=dict)
+    strip: torch.Tensor | None = None  # (2, K, 3, H, W) 0..1: ground truth over the model, every STRIP_EVERY-th
 
 
 @torch.inference_mode()
@@ -234,7 +236,10 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
             "trajectory": clip.trajectory_label, "generate_s": round(t_gen, 1), "render_gt_s": round(t_gt, 1),
             "total_s": round(time.time() - t0, 1)}
     log.info("%s: %s", clip.name, info)
-    return ClipResult(clip.name, scores, info)
+    shown = gen[::STRIP_EVERY][:STRIP_FRAMES]  # (K, 3, h, w): the model's frames, at the ground truth's size
+    shown = torch.nn.functional.interpolate(shown, size=gt_frames.shape[-2:], mode="bilinear", antialias=True)
+    strip = torch.stack([gt_frames[::STRIP_EVERY][:STRIP_FRAMES], shown.clamp(0.0, 1.0)])  # (2, K, 3, H, W)
+    return ClipResult(clip.name, scores, info, strip)
 
 
 def summarise(results: list[ClipResult]) -> dict[str, Score]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from einops import rearrange
 
 from .evaluate import ClipResult, Score
 
@@ -99,3 +103,22 @@ def to_json(results: list[ClipResult], summary: dict[str, Score]) -> dict:
         "clips": [{"name": r.name, "info": r.info, "scores": {k: row(s) for k, s in r.scores.items()}}
                   for r in results],
     }
+
+
+def write_strip(results: list[ClipResult], path: str | Path, scale: int = 3) -> None:
+    """One PNG of every clip's strip: per clip a row of ground-truth frames over a row of the
+    model's (the frames the metrics read), each pixel `scale` x `scale`. Look at them: the
+    numbers do not show a texture or a faint mouth."""
+    import cv2
+
+    strips = [r.strip for r in results if r.strip is not None]
+    if not strips:
+        return
+    k = max(s.shape[1] for s in strips)
+    rows = []
+    for s in strips:  # (2, K, 3, H, W) -> two rows (H, k * W, 3), short clips padded with black
+        s = torch.cat([s, s.new_zeros(2, k - s.shape[1], *s.shape[2:])], dim=1)
+        rows.append(rearrange(s, "r k c h w -> (r h) (k w) c"))
+    image = (torch.cat(rows).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
