@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
 from .identity import IDENTITY_DIM, IdentityParams
-from .render import render_frames
+from .render import render_portrait
 from .sequences import orbit_sequence, talking_sequence
 from .speech import SAMPLE_RATE, SpeechSource, speech_audio
 
@@ -72,14 +72,14 @@ def make_sequence(kind: Kind, index: int, seed: int, frames_per_seq: int, size: 
         seq = talking_sequence(identity, (wave, sr), fps, camera, gen, size=size)
     assert seq["frames"].shape[0] == frames_per_seq, "sequence length mismatch"
     seq["identity_index"] = id_index
-    seq["portrait"] = render_frames(identity, size=size, batch=1)[0]  # (3, H, W): as eval's portraits are drawn
+    seq["portrait"] = render_portrait(identity, size=size).permute(2, 0, 1).contiguous()  # (3, H, W): as eval draws it
     return seq
 
 
 def _encode(seq: dict, prefix: str) -> dict[str, torch.Tensor]:
-    out = {f"{prefix}frames": (seq["frames"] * 255.0).round().clamp(0, 255).to(torch.uint8)}
+    out = {f"{prefix}{key}": (seq[key] * 255.0).round().clamp(0, 255).to(torch.uint8)
+           for key in ("frames", "portrait")}  # images in 0..1 -> uint8
     out[f"{prefix}audio"] = (seq["audio"].clamp(-1, 1) * 32767.0).round().to(torch.int16)
-    out[f"{prefix}portrait"] = (seq["portrait"] * 255.0).round().clamp(0, 255).to(torch.uint8)
     for key in _FLOAT_KEYS:
         out[f"{prefix}{key}"] = seq[key].float().contiguous()
     return out
@@ -155,13 +155,13 @@ class ShardDataset(Dataset):
         file, sample, id_index = self.items[i]
         prefix = f"{sample:06d}/"
         with safe_open(str(self.root / file), framework="pt") as f:
-            frames = f.get_tensor(prefix + "frames")
             item = {key: f.get_tensor(prefix + key) for key in _FLOAT_KEYS}
             item["audio"] = f.get_tensor(prefix + "audio").float() / 32767.0
-            if prefix + "portrait" in f.keys():  # shards written before session 9 have none
-                portrait = f.get_tensor(prefix + "portrait")
-                item["portrait"] = portrait.float() / 255.0 if self.float_frames else portrait
-        item["frames"] = frames.float() / 255.0 if self.float_frames else frames
+            # images; shards written before session 9 have no portrait
+            images = [key for key in ("frames", "portrait") if prefix + key in f.keys()]
+            for key in images:
+                image = f.get_tensor(prefix + key)
+                item[key] = image.float() / 255.0 if self.float_frames else image
         item.update(identity_index=id_index, sample_rate=self.index["sample_rate"],
                     fps=self.index["fps"], kind=self.index["kind"])
         return item

@@ -116,7 +116,7 @@ class ClipSampler:
         frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
         ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
         reference = seqs.frames[idx, ref_t]  # (n, 3, H, W) uint8: another frame
-        if seqs.portraits is not None:  # or, for a portrait_share of clips, the sequence's portrait
+        if seqs.portraits is not None and self.portrait_share > 0:  # or, for that share of clips, the portrait
             own = torch.rand(n, generator=g) < self.portrait_share  # (n,)
             reference = torch.where(own[:, None, None, None], seqs.portraits[idx], reference)
         reference = reference.float() / 127.5 - 1
