@@ -246,6 +246,20 @@ def test_stages_resume_and_write_logs(world16, tmp_path):
     assert load_checkpoint(tmp_path / "views.safetensors").config == PRESETS["tiny"]
 
 
+def test_the_demo_recipe_ends_annealed_and_a_run_stopping_before_its_schedule_ends_is_told(world16, tmp_path, caplog):
+    from starcaster_core.train.demo import demo_config
+    from starcaster_core.train.trainer import lr_at, train
+
+    tc = demo_config("data/world", "runs/demo")
+    last = tc.stage_end(tc.until) - 1
+    assert lr_at(last, tc) == pytest.approx(tc.lr * tc.min_lr_ratio, rel=1e-3)  # annealed at its last step
+    with caplog.at_level("WARNING", logger="starcaster_core.train.trainer"):
+        train(replace(tiny_run(world16, tmp_path / "all"), warmup=1))
+        assert "not annealed" not in caplog.text
+        train(replace(tiny_run(world16, tmp_path / "early"), warmup=1, until="motion"))
+    assert "stops at step 2" in caplog.text and "not annealed" in caplog.text
+
+
 @pytest.mark.parametrize("decay", [1e-9, 0.9])
 def test_ema_weights_are_the_saved_model_and_resume(world16, tmp_path, decay):
     from safetensors import safe_open

@@ -43,7 +43,8 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to min_lr_ratio * lr."""
+    """Linear warmup, then cosine decay to min_lr_ratio * lr at the end of the last stage
+    (`total_steps`, whichever stage a run stops at: separate stage commands follow one schedule)."""
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
     frac = (step - tc.warmup) / max(1, tc.total_steps - tc.warmup)
@@ -181,6 +182,10 @@ def train(tc: TrainConfig) -> Path:
     best = best_score(out, best_key) if tc.keep_best else None  # a resumed run keeps its best so far
     t0 = time.time()
     end = tc.stage_end(tc.until)
+    if end < tc.total_steps and rank == 0:  # the cosine spans every stage's steps, trained or not
+        log.warning("the learning-rate schedule spans %d steps (motion + sync + views) and this run stops at "
+                    "step %d, with the rate at %.0f%% of its peak, not annealed; to end annealed here, set the "
+                    "later stages' steps to 0", tc.total_steps, end, 100 * lr_at(end - 1, tc) / tc.lr)
     for step in range(start, end):
         stage = tc.stage_of(step)
         batch = sampler.sample(tc.batch, tc.orbit_share if stage == "views" else 0.0, g)
