@@ -127,6 +127,29 @@ def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     assert torch.equal(model.denoiser.prior.weight, prior), "the fitted frame prior is frozen, not trained"
 
 
+def test_edge_loss_charges_a_fine_pattern_and_a_blur_not_a_shift_and_joins_the_batch_loss(sampler):
+    from kornia.filters import gaussian_blur2d
+
+    from starcaster_core.train.objective import edge_loss
+
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(1))
+    x0 = batch["frames"].permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
+    checker = ((torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 * 2 - 1).float()  # (H, W) of +-1
+    shifted, patterned = x0 + 0.02, x0 + 0.02 * checker  # the same squared error: 0.02^2 per pixel
+    blurred = gaussian_blur2d(batch["frames"].flatten(0, 1), (5, 5), (1.5, 1.5)).view_as(batch["frames"])
+    assert edge_loss(x0, x0).abs().max() == 0 and edge_loss(shifted, x0).max() < 1e-6
+    assert (edge_loss(patterned, x0) > 0.07).all()  # 2 x 0.04 per neighbour pair
+    assert (edge_loss(blurred.permute(0, 2, 1, 3, 4), x0) > 0.005).all()
+
+    model = STARCaster(SMALL)
+    plain = TrainConfig(self_forcing=0.0)
+    loss, parts = batch_loss(model, batch, plain, "motion", torch.Generator().manual_seed(2))
+    edged = replace(plain, edge_weight=2.0)
+    loss_e, parts_e = batch_loss(model, batch, edged, "motion", torch.Generator().manual_seed(2))
+    assert "edge" not in parts and parts_e["edge"] > 0
+    assert loss_e.item() == pytest.approx(loss.item() + 2.0 * parts_e["edge"], rel=1e-5)
+
+
 def test_lip_reader_learns_on_tiny_data(sampler):
     torch.manual_seed(0)
     reader = LipReader(SMALL.audio_mels)

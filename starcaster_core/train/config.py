@@ -44,6 +44,7 @@ class TrainConfig:
     lip_max_t: float = 1.0  # the lip-reading loss scores estimates made at noise levels up to this only
     lip_reader_noise: float = 0.0  # the lip reader trains on crops with pixel noise of std up to this (robust features)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)
+    edge_weight: float = 0.0  # weight of the gradient-difference loss of the clean estimate (objective.edge_loss)
     mouth_weight: float = 0.0  # stage 2 on: extra flow-loss weight inside the mouth box (0: none)
     ema: float = 0.0  # decay of an exponential moving average of the weights, saved as the model (0: off)
     encoder_weight: float = 1.0
