@@ -30,12 +30,13 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     """The embedded model's recipe. Stages 1 and 2 only, 250 + 250 steps: with the portrait input
     this scored best on held-out clips of the recipes measured (longer stage 2, stage 3, a
     jittered portrait: README, Status, session 8). No stage 3 steps, so the learning rate is
-    annealed by the end of stage 2 (the cosine spans every stage's steps; session 10).
+    annealed by the end of stage 2 (the cosine spans every stage's steps), and the edge loss
+    keeps the lip-reading loss from drawing its texture over the frames (both session 10).
     portrait_share=0: the portrait is another frame of the clip, as the shipped model trained;
     the world's frontal portraits (the trainer's default) move the head but cost view error
     (README, Status, session 9). val_every: held-out scores in log.jsonl and loss.png."""
     return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=250, sync_steps=250,
-                       views_steps=0, portrait_share=0.0, until="sync")
+                       views_steps=0, edge_weight=4.0, portrait_share=0.0, until="sync")
 
 
 def main() -> None:
