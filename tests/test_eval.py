@@ -194,3 +194,21 @@ def test_cli_end_to_end_on_unseen_audio(tmp_path):
     gt_row, model_row = strip[: 64 * 3].astype(float), strip[64 * 3 :].astype(float)
     assert gt_row.std() > 10 and model_row.std() > 10, "both rows show pictures"
     assert abs(gt_row - model_row).mean() > 1, "the model's row is its own frames, not the ground truth again"
+
+
+def test_no_portrait_conditions_on_the_embedding_alone(meters):
+    from starcaster_core.default import default_model
+    from starcaster_core.eval.evaluate import EvalSettings, evaluate_clip
+    from starcaster_core.eval.inputs import heldout_clips
+    from starcaster_core.generate import GenerateSettings
+
+    model = default_model().eval()
+    clip = heldout_clips(1, 0.64)[0]
+    gs = GenerateSettings(seed=0, steps=1, chunk=4, context=8)
+    with_portrait = evaluate_clip(model, meters, clip, EvalSettings(generate=gs))
+    embedding_only = evaluate_clip(model, meters, clip, EvalSettings(generate=gs, portrait=False))
+    again = evaluate_clip(model, meters, clip, EvalSettings(generate=gs, portrait=False))
+    assert torch.equal(embedding_only.strip, again.strip), "the same settings draw the same frames"
+    assert (with_portrait.strip[0] == embedding_only.strip[0]).all(), "the same ground truth"
+    drawn = (with_portrait.strip[1] - embedding_only.strip[1]).abs().mean()
+    assert drawn > 0.01, f"the portrait changes what the model draws ({drawn:.4f})"

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lip-sync", type=float, default=1.0)
     p.add_argument("--drift-window", type=float, default=10.0, help="seconds of the early / late drift windows")
     p.add_argument("--crop", default="center", choices=["face", "center", "full"], help="portrait crop")
+    p.add_argument("--no-portrait", action="store_true",
+                   help="condition on the identity embedding alone (as a mixed, sampled or embedding-only "
+                        "identity does), not on the portrait beside it")
     p.add_argument("--meters", default=str(DEFAULT_METERS), help="meters .safetensors")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                                       chunk=args.chunk or cfg.chunk,
                                       context=cfg.context_frames if args.context is None else args.context),
             motion=args.motion, lip_sync=args.lip_sync, fps=args.fps, drift_window_s=args.drift_window,
-            crop=args.crop)
+            crop=args.crop, portrait=not args.no_portrait)
         results = [evaluate_clip(model, meters, clip, settings, args.device) for clip in clips]
     except (EvalInputError, MetersError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     gs = settings.generate
     print(f"checkpoint: {args.checkpoint} ('{cfg.name}', {cfg.height}x{cfg.width}, {cfg.fps:g} fps)")
     print(f"settings: seed {gs.seed}, steps {gs.steps}, chunk {gs.chunk}, context {gs.context}, "
-          f"motion {settings.motion:g}, guidance audio {gs.audio_guidance:g} / identity {gs.identity_guidance:g}")
+          f"motion {settings.motion:g}, guidance audio {gs.audio_guidance:g} / identity {gs.identity_guidance:g}, "
+          f"portrait {'on' if settings.portrait else 'off (the embedding alone)'}")
     print(f"meters: {args.meters}")
     print(format_clips(results))
     print()

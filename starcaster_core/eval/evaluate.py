@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -59,6 +59,7 @@ class EvalSettings:
     fps: float | None = None  # None: the model's training fps
     drift_window_s: float = 10.0  # early / late windows of the drift ratio (at most a third each)
     crop: CropMode = "center"  # how portraits are cropped for the identity encoder
+    portrait: bool = True  # False: condition on the embedding alone, as a mixed or sampled identity does
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     features = audio_features(clip.wave, clip.sample_rate, fps, cfg)
     camera = clip.camera(features.n_frames)  # (T, 4)
     identity, target = _conditioning_identity(model, meters, clip, settings.crop)
+    if not settings.portrait:  # the embedding the portrait gave, without the portrait itself
+        identity = replace(identity, reference=None)
     speech = SpeechConditioning(features, identity, settings.lip_sync, settings.motion)
     gen = generate_frames(model, speech, camera, gs, device)
     gen_still = generate_frames(model, SpeechConditioning(features, identity, settings.lip_sync, 0.0),
