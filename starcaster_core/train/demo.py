@@ -4,7 +4,7 @@
 
 writes the avatar world to --data (unless it is there), trains the `demo` preset into --out and,
 with --install, copies the result to starcaster_core/weights/demo.safetensors (what the Model
-Loader offers by default). Sized for well under 30 minutes on 2 CPU cores.
+Loader offers by default). Sized for under 30 minutes on 2 CPU cores (README, Status: measured).
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ FRAMES = 32  # frames per sequence (1.3 s at 25 fps), twice the training clip
 
 
 def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
-    """The embedded model's recipe. Stages 1 and 2 only, 250 + 250 steps: with the portrait input
-    this scored best on held-out clips of the recipes measured (longer stage 2, stage 3, a
-    jittered portrait: README, Status, session 8). No stage 3 steps, so the learning rate is
+    """The embedded model's recipe. Stages 1 and 2 only, 500 + 1000 steps (stage 3 and a jittered
+    portrait scored worse: README, Status, session 8). No stage 3 steps, so the learning rate is
     annealed by the end of stage 2 (the cosine spans every stage's steps), and the edge loss
-    keeps the lip-reading loss from drawing its texture over the frames (both session 10).
+    keeps the lip-reading loss from drawing its texture over the frames; with both, the longer
+    run beat 250 + 250 steps on held-out clips (all session 10).
     portrait_share=0: the portrait is another frame of the clip, as the shipped model trained;
     the world's frontal portraits (the trainer's default) move the head but cost view error
     (README, Status, session 9). val_every: held-out scores in log.jsonl and loss.png."""
-    return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=250, sync_steps=250,
+    return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=500, sync_steps=1000,
                        views_steps=0, edge_weight=4.0, portrait_share=0.0, until="sync")
 
 
