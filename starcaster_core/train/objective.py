@@ -88,6 +88,11 @@ def jitter(images: torch.Tensor, amount: float, g: torch.Generator) -> torch.Ten
     return warp_affine(images, mat.to(images), (h, w), padding_mode="border")
 
 
+def target_mean(per_frame: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-frame loss (B, T) over the target frames (weight (B, T): 1 target, 0 context)."""
+    return (per_frame * weight).sum() / weight.sum().clamp(min=1)
+
+
 def edge_loss(x0_pred: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """Gradient-difference loss (Mathieu et al., 2016) of every frame (B, T): the mean absolute
     difference of the estimate's and the frame's differences between neighbouring pixels, i.e.
@@ -160,12 +165,11 @@ def batch_loss(
     pixels = None
     if tc.mouth_weight > 0 and stage != "motion":  # the mouth is a few % of a frame's pixels: weigh it up
         pixels = mouth_weight_map(batch.get("mouth_box"), (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
-    flow = (velocity_loss(x0_pred, x0, t, tc.t_min, pixels) * weight).sum() / weight.sum().clamp(min=1)
+    flow = target_mean(velocity_loss(x0_pred, x0, t, tc.t_min, pixels), weight)
     loss = flow + tc.encoder_weight * enc_loss
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
     if tc.edge_weight > 0:
-        edge = edge_loss(x0_pred, x0)  # (B, T)
-        edge = (edge * weight).sum() / weight.sum().clamp(min=1)
+        edge = target_mean(edge_loss(x0_pred, x0), weight)
         loss = loss + tc.edge_weight * edge
         parts["edge"] = edge.item()
 
