@@ -22,7 +22,8 @@ class LipSyncConditioning(io.ComfyNode):
                 io.Float.Input("lip_sync_strength", default=1.0, min=0.0, max=3.0, step=0.05,
                                tooltip="How strongly the speech drives the mouth (0 = ignore the audio)"),
                 io.Float.Input("motion_intensity", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="Head and face motion: 0 = still, 1 = as trained, 2 = lively"),
+                               tooltip="Head and face motion: 0 = still, 1 = as trained, 2 = lively "
+                                       "(also scales the head turns a pose prior draws)"),
             ],
             outputs=[SpeechConditioning.Output(display_name="conditioning")],
         )

@@ -358,6 +358,18 @@ def resample(traj: torch.Tensor, n_frames: int) -> torch.Tensor:
     return y.to(traj.dtype)
 
 
+def head_relative(traj: torch.Tensor, head_pose: torch.Tensor) -> torch.Tensor:
+    """The camera as the head sees it when the head turns: (T, 4) trajectory and (T, 3) head pose
+    (yaw, pitch, roll degrees, same convention) -> (T, 4) with R = R_head^T @ R_camera, distance kept.
+
+    A picture shows only the camera's orientation relative to the head, so a model that follows
+    its camera input draws a turned head from this (how `generate` adds the pose prior's motion).
+    """
+    q_cam, q_head = Quaternion(euler_to_quaternion(traj[:, :3])), Quaternion(euler_to_quaternion(head_pose))
+    angles = quaternion_to_euler((q_head.conj() * q_cam).data)  # (T, 3)
+    return torch.cat([_unwrap(angles, traj[0, :3]), traj[:, 3:]], dim=1).to(traj.dtype)  # (T, 4)
+
+
 def pose_features(traj: torch.Tensor) -> torch.Tensor:
     """Per-frame camera embedding: (..., 4) -> (..., 10) = rotation matrix R (row-major, 9) + log(distance).
 

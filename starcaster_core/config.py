@@ -53,6 +53,7 @@ class ModelConfig:
     copy_previous: bool = False  # with previous_frame: the estimate is a residual of that frame (see transformer.py)
     spatial_rope: bool = False  # rotary positions in (frame, row, column), not in frame alone (3D RoPE)
     reference_frame: bool = False  # every frame also reads the identity's portrait as pixels (model/reference_frame.py)
+    pose_prior: int = 0  # width of the prior that draws head turns from the speech (model/pose_prior.py; 0: none)
 
     def __post_init__(self) -> None:
         assert self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
@@ -69,6 +70,7 @@ class ModelConfig:
         assert not self.reference_frame or self.space == "pixel", (
             "reference_frame reads the portrait as pixels: pixel-space models only"
         )
+        assert self.pose_prior >= 0, f"pose_prior is a width (0: none), got {self.pose_prior}"
         assert not self.spatial_rope or (self.dim // self.heads) % 8 == 0, "spatial_rope needs head dim divisible by 8"
 
     @property
@@ -95,18 +97,18 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # 64x64 RGB in pixel space, no VAE: sized to run faster than real time on 2 CPU cores.
-    "demo": ModelConfig(head_channels=32, silu_conditioning=True, reference_frame=True),
+    "demo": ModelConfig(head_channels=32, silu_conditioning=True, reference_frame=True, pose_prior=64),
     # 512x512 video in a 4-channel VAE latent space (SD1.5/SDXL VAE, 64x64 latents): one GPU.
     "base": ModelConfig(
         name="base", space="latent", channels=4, height=64, width=64, vae_scale=8, patch=2,
         dim=768, depth=12, heads=12, chunk=4, context_frames=24, identity_dim=512,
-        identity_tokens=8, audio_mels=80, audio_window=16, identity_image=112,
+        identity_tokens=8, audio_mels=80, audio_window=16, identity_image=112, pose_prior=128,
     ),
     # 512x512 video in a 16-channel VAE latent space (Flux/SD3-style VAE): large GPUs.
     "large": ModelConfig(
         name="large", space="latent", channels=16, height=64, width=64, vae_scale=8, patch=2,
         dim=1152, depth=28, heads=16, chunk=4, context_frames=32, identity_dim=512,
-        identity_tokens=16, audio_mels=80, audio_window=16, identity_image=112,
+        identity_tokens=16, audio_mels=80, audio_window=16, identity_image=112, pose_prior=128,
     ),
     # Unit-test size: 2 layers, width 64.
     "tiny": ModelConfig(
@@ -114,6 +116,6 @@ PRESETS: dict[str, ModelConfig] = {
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
         frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True, copy_previous=True,
-        spatial_rope=True, reference_frame=True,
+        spatial_rope=True, reference_frame=True, pose_prior=16,
     ),
 }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .audio import AudioFeatures
-from .camera import CameraPreset, pose_features, preset_trajectory, validate_trajectory
+from .camera import CameraPreset, head_relative, pose_features, preset_trajectory, validate_trajectory
 from .conditioning import make_conditioning
 from .flow import timesteps
 from .identity import Identity, check_space
@@ -18,6 +18,7 @@ from .sampler import Callback, Guidance, sample_chunks
 
 MAX_CHUNK, MAX_CONTEXT = 64, 256
 MAX_GUIDANCE = 10.0
+POSE_SEED = 7919  # the head-pose prior draws from seed + this, apart from the frames' noise
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class SpeechConditioning:
     features: AudioFeatures
     identity: Identity
     lip_sync: float = 1.0  # audio embedding strength (0 = ignore the audio)
-    motion: float = 1.0  # motion intensity (0 = still head, 1 = as trained)
+    motion: float = 1.0  # motion intensity (0 = still head, 1 = as trained): scales the pose prior's turns too
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ def resolve_camera(camera: torch.Tensor | None, n_frames: int) -> torch.Tensor:
     return preset_trajectory(CameraPreset.STATIC, n_frames) if camera is None else camera
 
 
+def head_motion(model: STARCaster, speech: SpeechConditioning, camera: torch.Tensor, seed: int,
+                device: torch.device) -> torch.Tensor:
+    """The (T, 4) camera relative to a head that turns as the model's pose prior draws it for this
+    speech (scaled by the motion intensity); the camera itself without a prior or at motion 0."""
+    if model.pose_prior is None or speech.motion == 0:
+        return camera
+    generator = torch.Generator().manual_seed(int(seed) + POSE_SEED)
+    pose = model.pose_prior.sample(speech.features.features, generator, device)  # (T, 3) degrees
+    return head_relative(camera.float(), pose * speech.motion)
+
+
 def generate(
     model: STARCaster,
     speech: SpeechConditioning,
@@ -86,6 +98,7 @@ def generate(
             f"the camera trajectory has {camera.shape[0]} frames but the audio needs {n_frames}; "
             "connect the audio features to the Camera Trajectory node (or set its frames to match)"
         )
+    camera = head_motion(model, speech, camera, settings.seed, device)
     identity = check_space(speech.identity, model)
     portrait = speech.identity.reference if model.config.reference_frame else None
     if portrait is not None and tuple(portrait.shape[-2:]) != model.config.pixel_size:

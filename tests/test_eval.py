@@ -19,8 +19,8 @@ from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, loa
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRIC_NAMES = ("lipsync_r", "lipsync_offset", "view_error_deg", "identity_distance", "identity_distance_model",
-                "fidelity_fd", "continuity", "drift_ratio", "pose_diversity_deg")
+METRIC_NAMES = ("lipsync_r", "lipsync_offset", "view_error_deg", "camera_follow", "identity_distance",
+                "identity_distance_model", "fidelity_fd", "continuity", "drift_ratio", "pose_diversity_deg")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -128,6 +128,16 @@ def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):
     wrong[:, 0] = -camera[:, 0]  # the orbit mirrored
     wrong[:, 1] = camera[:, 1] + 10.0
     assert M.view_error_deg(view, wrong) > 15.0
+
+
+def test_camera_follow_one_for_gt_zero_for_a_video_that_ignores_the_camera(meters, orbit):
+    camera = orbit["camera"]  # (T, 4): an orbit of a still head
+    assert 0.8 < M.camera_follow(meters.measure(orbit["frames"]).view, camera) < 1.2
+    frozen = orbit["frames"][:1].expand_as(orbit["frames"])  # the first view held: the camera ignored
+    assert abs(M.camera_follow(meters.measure(frozen).view, camera)) < 0.1
+    half = camera[:, :3] * 0.5  # a model that turns half as far as asked
+    assert M.camera_follow(half, camera) == pytest.approx(0.5)
+    assert math.isnan(M.camera_follow(camera[:, :3], camera[:1].expand_as(camera))), "a still camera tells nothing"
 
 
 def test_identity_distance_gt_vs_wrong_identity(meters, talking):

@@ -253,7 +253,7 @@ def test_mouth_weight_map_moves_the_loss_to_the_mouth_and_keeps_its_size():
 def tiny_run(world: Path, out: Path, **kw) -> TrainConfig:
     return TrainConfig(preset="tiny", data=str(world), out=str(out), motion_steps=2, sync_steps=2, views_steps=2,
                        lip_reader_steps=2, batch=2, clip_frames=4, log_every=1, checkpoint_every=2, precision="fp32",
-                       **kw)
+                       **{"pose_steps": 0, **kw})
 
 
 def test_stages_resume_and_write_logs(world16, tmp_path):
@@ -281,6 +281,19 @@ def test_the_demo_recipe_ends_annealed_and_a_run_stopping_before_its_schedule_en
         assert "not annealed" not in caplog.text
         train(replace(tiny_run(world16, tmp_path / "early"), warmup=1, until="motion"))
     assert "stops at step 2" in caplog.text and "not annealed" in caplog.text
+
+
+def test_a_run_ends_by_training_the_head_pose_prior_on_the_datas_poses(world16, tmp_path):
+    from starcaster_core.train.trainer import train
+
+    train(tiny_run(world16, tmp_path, pose_steps=4, until="motion"))
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["motion"] * 2 + ["pose"] * 4 and rows[-1]["step"] == 5
+    final = load_checkpoint(tmp_path / "motion.safetensors").state_dict()
+    last = load_checkpoint(tmp_path / "last.safetensors").state_dict()  # saved before the prior trained
+    prior = [k for k in final if k.startswith("pose_prior.")]
+    assert prior and not all(torch.equal(final[k], last[k]) for k in prior), "the prior trained"
+    assert all(torch.equal(final[k], last[k]) for k in final if k not in prior), "nothing else did"
 
 
 @pytest.mark.parametrize("decay", [1e-9, 0.9])
@@ -316,7 +329,8 @@ def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
            "-m", "starcaster_core.train", "--preset", "tiny", "--data", str(world16), "--motion-steps", "2",
            "--sync-steps", "1", "--views-steps", "1", "--lip-reader-steps", "2", "--batch", "2", "--clip-frames", "4",
-           "--precision", "fp32", "--threads", "1", "--save-every-rank", "1", "--out", str(tmp_path / "ddp")]
+           "--precision", "fp32", "--threads", "1", "--save-every-rank", "1", "--pose-steps", "3",
+           "--out", str(tmp_path / "ddp")]
     out = subprocess.run(cmd, env=env, capture_output=True,
                          text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -162,9 +162,9 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     cam_gt = _fit(camera, n_gt)
     world = clip.identity.world or sample_identity(RANDOM_GT_IDENTITY + gs.seed)
 
-    def render(seed: int, motion: MotionStyle = MotionStyle()) -> dict:
+    def render(seed: int, motion: MotionStyle = MotionStyle(), cam: torch.Tensor = cam_gt) -> dict:
         gen_ = torch.Generator().manual_seed(seed)
-        return talking_sequence(world, wave16, fps, cam_gt, gen_, size=GT_SIZE, motion=motion)
+        return talking_sequence(world, wave16, fps, cam, gen_, size=GT_SIZE, motion=motion)
 
     gt, gt2, gt_still = render(gs.seed), render(gs.seed + 1), render(gs.seed, STILL)
     n = min(gen.shape[0], n_gt)
@@ -192,6 +192,10 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     wrong[:, 0], wrong[:, 1] = WRONG_VIEW[0] * u[0], WRONG_VIEW[1] * u[1]
     scores["view_error_deg"] = Score(M.view_error_deg(m_still.view, camera), M.view_error_deg(m_gt_still.view, camera),
                                      M.view_error_deg(m_gt_still.view, wrong))
+    front = torch.cat([torch.zeros_like(cam_gt[:, :3]), cam_gt[:, 3:]], dim=1)  # (T, 4): the camera ignored
+    m_front = meters.measure(render(gs.seed, STILL, front)["frames"][:n])
+    scores["camera_follow"] = Score(M.camera_follow(m_still.view, camera), M.camera_follow(m_gt_still.view, camera),
+                                    M.camera_follow(m_front.view, camera))
 
     wrong_world = sample_identity(WRONG_IDENTITY + gs.seed)
     if target is not None:

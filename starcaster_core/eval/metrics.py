@@ -13,6 +13,9 @@ lipsync_offset         the shift of the measured mouth (frames; > 0 = the video 
 view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured head-relative
                        view vs requested camera (lower). Valid for a still head (motion 0):
                        a moving head adds its own pose to the view it shows
+camera_follow          share of the requested view change the frames show: the least-squares
+                       slope of measured on requested yaw and pitch over a clip's frames
+                       (1 = follows, 0 = ignores the camera; NaN when the camera barely moves)
 identity_distance      mean over frames of the RMS difference between the identity read from
                        a frame and the target identity, optionally per-dimension scaled (lower)
 pose_diversity_deg     mean over yaw / pitch / roll of the std over time of the head pose
@@ -34,10 +37,11 @@ import torch
 
 # which way each metric improves (lipsync_offset has a target, 0, not a direction)
 LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
-HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg")
+HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg", "camera_follow")
 
 FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
 SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
+STILL_CAMERA_DEG = 2.0  # camera_follow: a clip whose requested yaw and pitch vary less (std) is not scored
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -87,6 +91,18 @@ def view_error_deg(measured_view: torch.Tensor, requested_camera: torch.Tensor) 
     assert measured_view.shape[0] == requested_camera.shape[0], "one camera row per measured frame"
     err = angle_diff(measured_view[:, :2].double(), requested_camera[:, :2].double()).abs()  # (T, 2)
     return float(err.mean())
+
+
+def camera_follow(measured_view: torch.Tensor, requested_view: torch.Tensor) -> float:
+    """Slope of measured (T, 3) on requested (T, 3) views, yaw and pitch pooled, each centred on
+    its clip mean: 1 when the frames turn as the camera does, 0 when they ignore it; NaN when the
+    requested view hardly changes (std under STILL_CAMERA_DEG), where nothing can be told."""
+    m, r = measured_view[:, :2].double(), requested_view[:, :2].double()  # (T, 2) yaw, pitch
+    r = r - r.mean(dim=0)
+    m = r + angle_diff(m - m.mean(dim=0), r)  # measured, unwrapped around the requested view
+    if float(r.pow(2).mean(dim=0).sum().sqrt()) < STILL_CAMERA_DEG:
+        return math.nan
+    return float((m * r).sum() / r.pow(2).sum())
 
 
 def identity_distance(measured: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | None = None) -> float:

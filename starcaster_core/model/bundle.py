@@ -1,4 +1,5 @@
-"""Everything one checkpoint holds: the denoiser, the identity encoder and the identity prior."""
+"""Everything one checkpoint holds: the denoiser, the identity encoder, the identity prior and
+the head-pose prior."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .identity_encoder import IdentityEncoder
+from .pose_prior import PosePrior
 from .transformer import TORCH_OPS, STARCasterDenoiser
 
 
@@ -20,3 +22,5 @@ class STARCaster(nn.Module):
         # this diagonal Gaussian, so they look like people the model has seen.
         self.register_buffer("identity_mean", torch.zeros(config.identity_dim))
         self.register_buffer("identity_std", torch.ones(config.identity_dim))
+        # Built last, so a config with it inits the denoiser and encoder as one without it does.
+        self.pose_prior = PosePrior(config, operations) if config.pose_prior else None

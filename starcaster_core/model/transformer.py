@@ -42,7 +42,8 @@ from .previous_frame import previous_frames
 from .reference_frame import reference_planes
 
 COPY_LEVEL = 0.1  # copy_previous: the highest noise level of a previous frame the estimate starts from
-TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm)
+TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv1d=nn.Conv1d, Conv2d=nn.Conv2d,
+                            GroupNorm=nn.GroupNorm)
 
 
 def mlp(ops, d_in: int, d: int) -> nn.Sequential:

@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import ClipSampler, load_sequences
 from .lip_reader import CROP, LipReader, lip_reader_loss, mouth_crops
 from .objective import Objective
+from .pose import train_pose_prior
 from .validate import Validator, improves
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,12 @@ def train(tc: TrainConfig) -> Path:
     final = out / f"{tc.until}.safetensors"
     if ema is not None:  # the averaged weights are the model (smoother than the last step's)
         model = ema.module
+    # the head-pose prior: every rank alike (same seed and data), as it is not part of the DDP model
+    pose_losses = train_pose_prior(model, talking, tc.pose_steps, seed=tc.seed, device=device)
+    if rank == 0 and pose_losses:
+        for i in range(0, len(pose_losses), tc.log_every):
+            log_file.write(json.dumps({"step": end + i, "stage": "pose", "pose": pose_losses[i]}) + "\n")
+        log_file.flush()
     if rank == 0:
         save_checkpoint(model, final, {"train_config": tc.to_json(), "steps": str(end)})
         save_file({k: v.contiguous() for k, v in reader.state_dict().items()}, str(out / "lip_reader.safetensors"))
