@@ -53,7 +53,6 @@ class ModelConfig:
     copy_previous: bool = False  # with previous_frame: the estimate is a residual of that frame (see transformer.py)
     spatial_rope: bool = False  # rotary positions in (frame, row, column), not in frame alone (3D RoPE)
     reference_frame: bool = False  # every frame also reads the identity's portrait as pixels (model/reference_frame.py)
-    prior_as_input: bool = False  # with frame_prior: mu is read beside the frame, not the residual's base
     pose_prior: int = 0  # width of the prior that draws head turns from the speech (model/pose_prior.py; 0: none)
 
     def __post_init__(self) -> None:
@@ -65,7 +64,6 @@ class ModelConfig:
         assert self.chunk >= 1 and self.context_frames >= 0, "chunk >= 1, context_frames >= 0"
         assert 0.0 <= self.context_noise < 0.5, f"context_noise must be in [0, 0.5), got {self.context_noise}"
         assert not (self.frame_prior and self.prediction == "v"), "the frame prior needs x0 prediction"
-        assert self.frame_prior or not self.prior_as_input, "prior_as_input needs frame_prior"
         assert not self.copy_previous or (self.previous_frame and self.prediction == "x0"), (
             "copy_previous needs previous_frame and x0 prediction"
         )

@@ -174,26 +174,6 @@ def test_frame_prior_reads_the_identity_only_when_it_is_on():
 
 
 @torch.no_grad()
-def test_prior_as_input_reads_mu_beside_the_frame_and_does_not_add_it():
-    cond, x = tiny_cond(2), torch.randn(1, TINY.channels, 2, TINY.height, TINY.width)
-    t = torch.full((1, 2), 1.0)
-    for as_input in (False, True):
-        model = tiny_model(copy_previous=False, previous_frame=False, prior_as_input=as_input).denoiser
-        torch.nn.init.zeros_(model.head.conv_out.weight)  # an untrained model: no estimate of its own
-        torch.nn.init.zeros_(model.head.conv_out.bias)
-        torch.nn.init.zeros_(model.out.weight)
-        torch.nn.init.zeros_(model.out.bias)
-        mu = model.frame_prior(cond)
-        assert mu.abs().max() > 0.01
-        zero = model(x, t, cond)
-        torch.testing.assert_close(zero, torch.zeros_like(mu) if as_input else mu)  # mu added only as the base
-    torch.nn.init.normal_(model.out.weight, std=0.1)  # a trained output layer...
-    before = model(x, t, cond)
-    model.prior.bias.add_(0.5)  # ...reads mu: a different mu, a different estimate
-    assert not torch.allclose(model(x, t, cond), before + 0.5, atol=1e-3) and not torch.allclose(model(x, t, cond), before)
-
-
-@torch.no_grad()
 def test_head_skip_reads_the_noisy_frame_only_below_pure_noise():
     head = tiny_model().denoiser.head
     torch.nn.init.normal_(head.conv_out.weight, std=0.1)  # a trained head's last layer is not zero

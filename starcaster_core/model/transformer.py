@@ -63,7 +63,6 @@ class STARCasterDenoiser(nn.Module):
         self.config = cfg
         # the noisy frame, then (optionally) the previous frame and its level, the portrait and its plane
         pixels_in = cfg.channels + (cfg.channels + 1) * (int(cfg.previous_frame) + int(cfg.reference_frame))
-        pixels_in += cfg.channels * int(cfg.prior_as_input)  # mu as a plane
         self.patch_embed = ops.Linear(cfg.patch * cfg.patch * pixels_in, d)
         grid_h, grid_w = cfg.height // cfg.patch, cfg.width // cfg.patch
         self.register_buffer("spatial", spatial_table(grid_h, grid_w, d), persistent=False)  # (N, D)
@@ -91,7 +90,6 @@ class STARCasterDenoiser(nn.Module):
             self.prior.requires_grad_(False)
         # full-resolution inputs of the conv head, each a frame and a plane
         extra = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame) + int(cfg.reference_frame))
-        extra += cfg.channels * int(cfg.prior_as_input)
         self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, extra) if cfg.head_channels else None
         self.initialize_weights()
 
@@ -224,9 +222,8 @@ class STARCasterDenoiser(nn.Module):
             prev, prev_level = previous_frames(x.float(), t.float(), frame_offset, block, previous)
             before = faded(prev, prev_level)  # (B, C + 1, T, H, W)
         anchor = None  # what the network's estimate is a residual of: (B, C, T, H, W) or none
-        mu = self.frame_prior(cond).float() if cfg.frame_prior else None  # (B, C, T, H, W)
-        if cfg.frame_prior and not cfg.prior_as_input:
-            anchor = mu
+        if cfg.frame_prior:
+            anchor = self.frame_prior(cond).float()  # mu
         if cfg.copy_previous:  # the previous frame where it is (almost) clean, elsewhere mu or nothing
             ready = (prev_level <= COPY_LEVEL)[:, None, :, None, None]  # a noisy frame would hand on its noise
             anchor = torch.where(ready, prev, anchor if anchor is not None else torch.zeros_like(prev))
@@ -243,9 +240,6 @@ class STARCasterDenoiser(nn.Module):
             portrait = reference_planes(cond, x)  # (B, C + 1, T, H, W)
             pixels = torch.cat([pixels, portrait], dim=1)
             full_res.append(portrait)
-        if cfg.prior_as_input:  # where this camera puts the face (mu), beside the frame: a hint, not a base
-            pixels = torch.cat([pixels, mu], dim=1)
-            full_res.append(mu)
         tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
         tokens = self.patch_embed(tokens) + self.spatial.to(dtype)  # (B, T, N, D)
         if cfg.identity_canvas:
