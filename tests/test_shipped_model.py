@@ -48,3 +48,22 @@ def test_shipped_model_draws_the_person_of_the_portrait():
         own = identity_distance(m, truth[i])
         others = [identity_distance(m, truth[j]) for j in range(len(clips)) if j != i]
         assert own < min(others), f"clip {i}: distance to its own identity {own:.3f}, to the others {others}"
+
+
+@pytest.mark.xfail(strict=True, reason="the embedded model ignores its camera (README, Status, session 11)")
+def test_shipped_model_turns_the_face_to_the_camera():
+    """A fixed camera to the left, right, above and below: the frames show those views. The
+    session 10 model drew the same frontal face for every camera (measured view within 0.2 deg)."""
+    model, meters = default_model(), load_meters()
+    clip = heldout_clips(1, 1.0)[0]
+    feats = audio_features(clip.wave, clip.sample_rate, model.config.fps, model.config)
+    speech = SpeechConditioning(feats, conditioning_identity(model, meters, clip), motion=0.0)  # a still head
+    views = {}
+    for yaw, pitch in ((-20.0, 0.0), (20.0, 0.0), (0.0, -10.0), (0.0, 10.0)):
+        camera = torch.tensor([[yaw, pitch, 0.0, 1.0]]).repeat(feats.n_frames, 1)  # (T, 4)
+        frames = generate_frames(model, speech, camera, GenerateSettings(seed=0), torch.device("cpu"))
+        views[yaw, pitch] = meters.measure(frames).view[:, :2].mean(dim=0)  # (2,) measured yaw, pitch
+    turned_yaw = float(views[20.0, 0.0][0] - views[-20.0, 0.0][0])
+    turned_pitch = float(views[0.0, 10.0][1] - views[0.0, -10.0][1])
+    got = f"asked for 40 deg of yaw and 20 of pitch, got {turned_yaw:.1f} and {turned_pitch:.1f}"
+    assert turned_yaw > 20.0 and turned_pitch > 8.0, got

@@ -3,6 +3,8 @@ the head-pose prior."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -24,3 +26,9 @@ class STARCaster(nn.Module):
         self.register_buffer("identity_std", torch.ones(config.identity_dim))
         # Built last, so a config with it inits the denoiser and encoder as one without it does.
         self.pose_prior = PosePrior(config, operations) if config.pose_prior else None
+
+    def drop_pose_prior(self) -> None:
+        """Remove the head-pose prior (and say so in the config): an untrained one would turn
+        the camera at random."""
+        self.pose_prior = None
+        self.config = self.denoiser.config = replace(self.config, pose_prior=0)

@@ -80,7 +80,8 @@ def main() -> None:
     missing, _ = model.load_state_dict(old.state_dict(), strict=False)
     assert all(k.startswith("pose_prior.") for k in missing), f"unexpected missing weights {missing[:3]}"
     talking = load_sequences(Path(args.data) / "talking", model.config)
-    train_pose_prior(model, talking, args.steps, seed=args.seed)
+    if not train_pose_prior(model, talking, args.steps, seed=args.seed):
+        raise SystemExit(f"no head-pose prior trained: {args.data}/talking has no pose tracks (or --steps is 0)")
     save_checkpoint(model.eval(), args.out, {"pose_prior_steps": str(args.steps), "pose_prior_data": args.data})
     log.info("wrote %s", args.out)
 

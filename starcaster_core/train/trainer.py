@@ -223,6 +223,8 @@ def train(tc: TrainConfig) -> Path:
         model = ema.module
     # the head-pose prior: every rank alike (same seed and data), as it is not part of the DDP model
     pose_losses = train_pose_prior(model, talking, tc.pose_steps, seed=tc.seed, device=device)
+    if model.pose_prior is not None and not pose_losses:
+        model.drop_pose_prior()  # untrained: the checkpoint carries none
     if rank == 0 and pose_losses:
         for i in range(0, len(pose_losses), tc.log_every):
             log_file.write(json.dumps({"step": end + i, "stage": "pose", "pose": pose_losses[i]}) + "\n")
