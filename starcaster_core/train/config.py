@@ -49,7 +49,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, saved as the model (0: off)
     encoder_weight: float = 1.0
     orbit_share: float = 0.4  # share of orbit clips in stage 3 batches
-    pose_steps: int = 1500  # after the last stage run: steps of the head-pose prior (train/pose.py; 0: none)
+    pose_steps: int = 4000  # after the last stage run: steps of the head-pose prior (train/pose.py; 0: none)
     precision: Precision = "bf16"
     seed: int = 0
     log_every: int = 25

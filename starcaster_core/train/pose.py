@@ -22,9 +22,11 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import PRESETS
 from ..model import STARCaster
 from ..model.pose_prior import WINDOW
+from .config import TrainConfig
 from .data import Sequences, load_sequences
 
 log = logging.getLogger(__name__)
+DEFAULT_WIDTH = 64  # the prior's width when neither the checkpoint nor its preset has one
 
 
 def train_pose_prior(model: STARCaster, talking: Sequences, steps: int, batch: int = 64, lr: float = 2e-3,
@@ -66,8 +68,9 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True, help="a STARCaster .safetensors")
     p.add_argument("--data", required=True, help="a dataset with talking/ sequences that hold pose tracks")
     p.add_argument("--out", required=True, help="where to write the checkpoint with its prior")
-    p.add_argument("--width", type=int, default=0, help="prior width if the checkpoint has none (0: the preset's)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--width", type=int, default=0,
+                   help=f"prior width (0: the checkpoint's, else its preset's, else {DEFAULT_WIDTH})")
+    p.add_argument("--steps", type=int, default=TrainConfig.pose_steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
@@ -75,9 +78,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     old = load_checkpoint(args.checkpoint)
-    width = old.config.pose_prior or args.width or PRESETS.get(old.config.name, PRESETS["demo"]).pose_prior
+    preset = PRESETS.get(old.config.name)
+    width = args.width or old.config.pose_prior or (preset.pose_prior if preset else 0) or DEFAULT_WIDTH
     model = STARCaster(dataclasses.replace(old.config, pose_prior=width))
-    missing, _ = model.load_state_dict(old.state_dict(), strict=False)
+    kept = {k: v for k, v in old.state_dict().items() if not k.startswith("pose_prior.")}  # a new prior
+    missing, _ = model.load_state_dict(kept, strict=False)
     assert all(k.startswith("pose_prior.") for k in missing), f"unexpected missing weights {missing[:3]}"
     talking = load_sequences(Path(args.data) / "talking", model.config)
     if not train_pose_prior(model, talking, args.steps, seed=args.seed):
