@@ -69,7 +69,7 @@ def head_motion(model: STARCaster, speech: SpeechConditioning, camera: torch.Ten
     speech (scaled by the motion intensity); the camera itself without a prior or at motion 0."""
     if model.pose_prior is None or speech.motion == 0:
         return camera
-    generator = torch.Generator().manual_seed(int(seed) + POSE_SEED)
+    generator = torch.Generator().manual_seed((int(seed) + POSE_SEED) % 2**63)
     pose = model.pose_prior.sample(speech.features.features, generator, device)  # (T, 3) degrees
     return head_relative(camera.float(), pose * speech.motion)
 

@@ -1,9 +1,10 @@
 """Head pose from speech: a small flow-matching model over pose tracks (the KDTalker idea).
 
-Why: the denoiser draws the head pose its camera input asks for, but left to itself it holds
-the head still (pose diversity 0.02 deg on held-out clips, below a reference-locked head's
-0.18; README, Status). Head motion in talking footage is stochastic and only loosely tied to
-the speech, so a few-step sampler regresses it to its mean. This prior draws it instead: a
+Why: head motion in talking footage is stochastic and only loosely tied to the speech, so a
+few-step sampler regresses it to its mean and the head stands still (the embedded model: pose
+diversity 0.02 deg on held-out clips, below a reference-locked head's 0.18; README, Status).
+A denoiser that follows its camera input draws whatever head-relative view it is asked for
+(the embedded model does not yet: README, Status, session 11). This prior draws the pose: a
 track of (yaw, pitch, roll) per video frame, sampled from the speech features, which
 `generate` composes with the requested camera (`camera.head_relative`), so the frames show a
 head that turns and nods while the camera does what the user asked.
