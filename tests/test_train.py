@@ -92,8 +92,9 @@ def test_clips_read_the_sequence_portrait_or_a_frame_as_asked(world):
     assert (talking.portraits[2].float() / 255 - drawn).abs().max() < 1 / 255 + 1e-6
     assert not torch.equal(talking.portraits[2], talking.frames[2, 0]), "the portrait is not a frame"
 
-    def sources(share: float) -> list[str]:
-        batch = ClipSampler(talking, None, SMALL, 8, portrait_share=share).sample(8, 0.0, torch.Generator())
+    def sources(share: float, when_turned: bool = False) -> list[str]:
+        sampler = ClipSampler(talking, None, SMALL, 8, portrait_share=share, portrait_when_turned=when_turned)
+        batch = sampler.sample(8, 0.0, torch.Generator())
         portraits = ((talking.portraits.float() / 127.5 - 1)[:, None] - batch["portrait"][None]).abs()
         frames = ((talking.frames.float() / 127.5 - 1)[:, :, None] - batch["portrait"][None, None]).abs()
         # which clip each portrait is: a sequence's portrait, or one of the frames
@@ -103,6 +104,11 @@ def test_clips_read_the_sequence_portrait_or_a_frame_as_asked(world):
 
     assert sources(1.0) == ["portrait"] * 8
     assert sources(0.0) == ["frame"] * 8
+    # the same draw, with the frontal portrait for every clip filmed from a turned camera
+    batch = ClipSampler(talking, None, SMALL, 8, portrait_share=0.0).sample(8, 0.0, torch.Generator())
+    turned = batch["camera"][:, 0, :2].abs().amax(dim=1) > 1.0  # (8,)
+    assert 0 < int(turned.sum()) < 8, "the world films some clips from the front, some turned"
+    assert sources(0.0, when_turned=True) == ["portrait" if x else "frame" for x in turned.tolist()]
 
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])
 def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):

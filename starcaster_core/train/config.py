@@ -32,6 +32,7 @@ class TrainConfig:
     identity_noise: float = 0.15  # std of the noise on the identity, in units of the prior std
     identity_dropout: float = 0.1
     portrait_share: float = 1.0  # share of clips whose portrait is the data's own (when it has them), not a frame
+    portrait_when_turned: int = 0  # 1: ...and every clip whose camera is turned from the front (train/data.py)
     reference_dropout: float = 0.3  # reference_frame models: share of clips trained without the portrait
     reference_jitter: float = 0.0  # ...and a random shift (x frame size), turn (x 100 deg) and zoom of it
     audio_dropout_motion: float = 0.7  # stage 1 learns motion mostly without the audio

@@ -23,6 +23,7 @@ from ..synthetic.shards import ShardDataset
 
 log = logging.getLogger(__name__)
 OPTIONAL = ("identity", "pose", "mouth", "mouth_box")
+TURNED_DEG = 1.0  # portrait_when_turned: a clip whose camera yaw or pitch is beyond this is "turned"
 
 
 @dataclass
@@ -68,12 +69,15 @@ class ClipSampler:
 
     Each clip comes with a reference image (the identity's portrait): the sequence's own portrait
     for a `portrait_share` of clips when the data has them, otherwise another frame of the clip.
+    With `portrait_when_turned`, every clip whose camera is turned from the front takes the
+    portrait: another frame of such a clip shows the very view to draw, and a model that can copy
+    it never learns to follow its camera (README, Status, session 11).
     """
 
     def __init__(self, talking: Sequences, orbit: Sequences | None, config: ModelConfig, clip_frames: int,
-                 portrait_share: float = 1.0):
+                 portrait_share: float = 1.0, portrait_when_turned: bool = False):
         self.talking, self.orbit, self.config, self.clip_frames = talking, orbit, config, clip_frames
-        self.portrait_share = portrait_share
+        self.portrait_share, self.portrait_when_turned = portrait_share, portrait_when_turned
         size = (config.height, config.width)
         for seqs in (talking, orbit):
             if seqs is not None:
@@ -116,8 +120,12 @@ class ClipSampler:
         frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
         ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
         reference = seqs.frames[idx, ref_t]  # (n, 3, H, W) uint8: another frame
-        if seqs.portraits is not None and self.portrait_share > 0:  # or, for that share of clips, the portrait
-            own = torch.rand(n, generator=g) < self.portrait_share  # (n,)
+        if seqs.portraits is not None:  # or, for a share of the clips, the (frontal) portrait
+            own = torch.zeros(n, dtype=torch.bool)
+            if self.portrait_share > 0:
+                own = torch.rand(n, generator=g) < self.portrait_share  # (n,)
+            if self.portrait_when_turned:  # a clip filmed from a turned camera: never a frame of that view
+                own |= seqs.camera[idx, start, :2].abs().amax(dim=1) > TURNED_DEG
             reference = torch.where(own[:, None, None, None], seqs.portraits[idx], reference)
         reference = reference.float() / 127.5 - 1
         s = self.config.identity_image

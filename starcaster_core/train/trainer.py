@@ -149,7 +149,7 @@ def train(tc: TrainConfig) -> Path:
     root = Path(tc.data)
     talking = load_sequences(root / "talking", config)
     orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
-    sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share)
+    sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share, tc.portrait_when_turned)
 
     # 2. the model (same init on every rank), its identity prior, the optimiser
     with torch.random.fork_rng(devices=[]):
