@@ -61,6 +61,7 @@ class PosePrior(nn.Module):
         """Flow-matching loss of (B, T, 3) degree tracks and their (B, T, K, M) audio features;
         half the tracks continue their first `context` frames (known), as windows after the first do."""
         b, n, _ = pose.shape
+        context = min(context, n // 2)  # short tracks still leave frames to draw
         x0 = rearrange(pose, "b t c -> b c t") / POSE_SCALE  # (B, 3, T)
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         t = torch.rand(b, generator=generator).to(x0)  # (B,) one noise level per track
