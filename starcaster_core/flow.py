@@ -41,6 +41,11 @@ def velocity_loss(
     return err / t.clamp(min=t_min).pow(2)
 
 
+def target_mean(per_frame: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-frame loss (B, T) over the target frames (weight (B, T): 1 target, 0 context)."""
+    return (per_frame * weight).sum() / weight.sum().clamp(min=1)
+
+
 def euler_step(x_t: torch.Tensor, x0_pred: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
     """One Euler step of dx/dt = v from t to t_next, with v = (x_t - x0_pred) / t."""
     v = (x_t - x0_pred) / t

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ModelConfig
-from ..flow import add_noise, euler_step, timesteps
+from ..flow import add_noise, euler_step, target_mean, timesteps, velocity_loss
 from .embeddings import sinusoidal
 
 POSE_SCALE = 10.0  # degrees per unit: tracks are learned in units of 10 degrees
@@ -71,9 +71,8 @@ class PosePrior(nn.Module):
         known_on[continues.to(x0.device), :, :context] = 1.0
         x_t = torch.where(known_on.bool(), x0, x_t)  # known frames are given clean
         pred = self(x_t, t, audio, x0, known_on)
-        err = (pred - x0).pow(2).mean(dim=1) / t.clamp(min=0.05)[:, None].pow(2)  # (B, T): velocity error
-        free = 1.0 - known_on[:, 0]  # (B, T): score only the frames the model had to draw
-        return (err * free).sum() / free.sum()
+        err = velocity_loss(pred[..., None, None], x0[..., None, None], t[:, None].expand(b, n))  # (B, T)
+        return target_mean(err, 1.0 - known_on[:, 0])  # only the frames the model had to draw
 
     @torch.no_grad()
     def sample(self, audio: torch.Tensor, generator: torch.Generator, device: torch.device | str = "cpu",
@@ -91,11 +90,11 @@ class PosePrior(nn.Module):
             end = min(begin + WINDOW, n)
             known_on = torch.zeros(1, 1, end - begin, device=device, dtype=dtype)
             known_on[..., : done - begin] = 1.0
-            known = pose[..., begin:end]
+            known, given = pose[..., begin:end], known_on.bool()
             x = torch.randn(1, 3, end - begin, generator=generator).to(device, dtype)
             for i in range(steps):
                 t, t_next = float(schedule[i]), float(schedule[i + 1])
-                x = torch.where(known_on.bool(), known, x)  # known frames are given clean, as in training
+                x = torch.where(given, known, x)  # known frames are given clean, as in training
                 x0 = self(x, torch.full((1,), t, device=device, dtype=dtype), feats[:, begin:end], known, known_on)
                 x = euler_step(x, x0, t, t_next) if t_next > 0 else x0
             pose[..., done:end] = x[..., done - begin:]

@@ -10,7 +10,7 @@ from kornia.losses import total_variation
 
 from ..camera import pose_features
 from ..conditioning import Conditioning
-from ..flow import add_noise, timesteps, velocity_loss
+from ..flow import add_noise, target_mean, timesteps, velocity_loss
 from ..model import STARCaster
 from ..sampler import sample_video
 from .config import Stage, TrainConfig
@@ -86,11 +86,6 @@ def jitter(images: torch.Tensor, amount: float, g: torch.Generator) -> torch.Ten
         scale=(1 + amount * u[:, 3:]).expand(b, 2), angle=u[:, 2] * amount * 100,
     )[:, :2]  # (B, 2, 3)
     return warp_affine(images, mat.to(images), (h, w), padding_mode="border")
-
-
-def target_mean(per_frame: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean of a per-frame loss (B, T) over the target frames (weight (B, T): 1 target, 0 context)."""
-    return (per_frame * weight).sum() / weight.sum().clamp(min=1)
 
 
 def edge_loss(x0_pred: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
