@@ -192,10 +192,12 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     wrong[:, 0], wrong[:, 1] = WRONG_VIEW[0] * u[0], WRONG_VIEW[1] * u[1]
     scores["view_error_deg"] = Score(M.view_error_deg(m_still.view, camera), M.view_error_deg(m_gt_still.view, camera),
                                      M.view_error_deg(m_gt_still.view, wrong))
-    front = torch.cat([torch.zeros_like(cam_gt[:, :3]), cam_gt[:, 3:]], dim=1)  # (T, 4): the camera ignored
-    m_front = meters.measure(render(gs.seed, STILL, front)["frames"][:n])
-    scores["camera_follow"] = Score(M.camera_follow(m_still.view, camera), M.camera_follow(m_gt_still.view, camera),
-                                    M.camera_follow(m_front.view, camera))
+    follow_gt = M.camera_follow(m_gt_still.view, camera)  # NaN for a camera that barely turns: nothing to render
+    follow_front = math.nan
+    if not math.isnan(follow_gt):
+        front = torch.cat([torch.zeros_like(cam_gt[:, :3]), cam_gt[:, 3:]], dim=1)  # (T, 4): the camera ignored
+        follow_front = M.camera_follow(meters.measure(render(gs.seed, STILL, front)["frames"][:n]).view, camera)
+    scores["camera_follow"] = Score(M.camera_follow(m_still.view, camera), follow_gt, follow_front)
 
     wrong_world = sample_identity(WRONG_IDENTITY + gs.seed)
     if target is not None:
