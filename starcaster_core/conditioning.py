@@ -21,6 +21,8 @@ class Conditioning:
     reference:      (B, C, H, W) or None: a portrait of the identity in the model's space, read
                     by `reference_frame` models (the identity switch turns it off too)
     use_reference:  (B,) bool or None (None with a reference: all on)
+    reference_camera: (B, 10) camera features of the view the portrait shows, or None: the
+                    default frontal camera (read by `reference_warp` models)
     """
 
     identity: torch.Tensor
@@ -32,6 +34,7 @@ class Conditioning:
     use_identity: torch.Tensor
     reference: torch.Tensor | None = None
     use_reference: torch.Tensor | None = None
+    reference_camera: torch.Tensor | None = None
 
     @property
     def frames(self) -> int:

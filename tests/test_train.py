@@ -109,6 +109,11 @@ def test_clips_read_the_sequence_portrait_or_a_frame_as_asked(world):
     turned = batch["camera"][:, 0, :2].abs().amax(dim=1) > 1.0  # (8,)
     assert 0 < int(turned.sum()) < 8, "the world films some clips from the front, some turned"
     assert sources(0.0, when_turned=True) == ["portrait" if x else "frame" for x in turned.tolist()]
+    # ...and each portrait comes with the camera it was filmed from: the front, or the clip's own
+    cams = ClipSampler(talking, None, SMALL, 8, portrait_share=0.0, portrait_when_turned=True).sample(
+        8, 0.0, torch.Generator())["portrait_camera"]  # (8, 4)
+    expected = torch.where(turned[:, None], torch.tensor([0.0, 0.0, 0.0, 1.0]), batch["camera"][:, 0])
+    torch.testing.assert_close(cams, expected)
 
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])
 def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):

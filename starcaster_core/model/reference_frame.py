@@ -20,18 +20,29 @@ from __future__ import annotations
 
 import torch
 
+from ..camera import pose_features
 from ..conditioning import Conditioning
+from ..view_warp import warp_portrait
+
+NEUTRAL = (0.0, 0.0, 0.0, 1.0)  # the camera a portrait is taken from unless told otherwise
 
 
-def reference_planes(cond: Conditioning, like: torch.Tensor) -> torch.Tensor:
+def reference_planes(cond: Conditioning, like: torch.Tensor, warp: bool = False) -> torch.Tensor:
     """The portrait where it is on, zeros elsewhere, and a plane of 1 / 0 saying which, for
-    every frame of `like` (B, C, T, H, W): (B, C + 1, T, H, W) float32."""
+    every frame of `like` (B, C, T, H, W): (B, C + 1, T, H, W) float32. With `warp`, each
+    frame's portrait is turned from the portrait's camera to that frame's (`view_warp.py`)."""
     b, c, n, h, w = like.shape
-    on = cond.reference_on().float().to(like.device)[:, None, None, None]  # (B, 1, 1, 1)
+    on = cond.reference_on().float().to(like.device)[:, None, None, None, None]  # (B, 1, 1, 1, 1)
     if cond.reference is None:
-        portrait = like.new_zeros(b, c, h, w, dtype=torch.float32)
+        portrait = like.new_zeros(b, c, 1, h, w, dtype=torch.float32)
     else:
-        portrait = cond.reference.float()
-        assert portrait.shape == (b, c, h, w), f"reference must be {(b, c, h, w)}, got {tuple(portrait.shape)}"
-    planes = torch.cat([portrait * on, on.expand(b, 1, h, w)], dim=1)  # (B, C + 1, H, W)
-    return planes[:, :, None].expand(b, c + 1, n, h, w)  # (B, C + 1, T, H, W)
+        got = tuple(cond.reference.shape)
+        assert got == (b, c, h, w), f"reference must be {(b, c, h, w)}, got {got}"
+        portrait = cond.reference.float()[:, :, None]  # (B, C, 1, H, W)
+        if warp:
+            source = cond.reference_camera
+            if source is None:  # the default frontal camera
+                source = pose_features(torch.tensor(NEUTRAL, device=like.device)).expand(b, -1)
+            portrait = warp_portrait(cond.reference.float(), source.float(), cond.camera.float())  # (B, C, T, H, W)
+    portrait = (portrait * on).expand(b, c, n, h, w)
+    return torch.cat([portrait, on.expand(b, 1, n, h, w)], dim=1)  # (B, C + 1, T, H, W)

@@ -237,7 +237,7 @@ class STARCasterDenoiser(nn.Module):
             pixels = torch.cat([x_t, before], dim=1)  # (B, 2C + 1, T, H, W)
             full_res.append(before)
         if cfg.reference_frame:  # the identity's portrait beside every frame, and whether it is there
-            portrait = reference_planes(cond, x)  # (B, C + 1, T, H, W)
+            portrait = reference_planes(cond, x, cfg.reference_warp)  # (B, C + 1, T, H, W)
             pixels = torch.cat([pixels, portrait], dim=1)
             full_res.append(portrait)
         tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)

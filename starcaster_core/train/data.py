@@ -2,7 +2,8 @@
 
 A dataset is a directory of safetensors shards (see `starcaster_core.synthetic.shards`): per
 sequence `frames` uint8 (T, 3, H, W), `audio` int16 PCM, `camera` (T, 4) and optionally
-`identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4), `portrait` uint8 (3, H, W).
+`identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4), `portrait` uint8 (3, H, W)
+(a neutral, frontal one: taken from the default camera).
 Real footage converted to that layout trains the same way (without `identity`, the encoder is
 trained end to end; without `portrait`, the portrait is always another frame of the clip).
 """
@@ -23,6 +24,7 @@ from ..synthetic.shards import ShardDataset
 
 log = logging.getLogger(__name__)
 OPTIONAL = ("identity", "pose", "mouth", "mouth_box")
+NEUTRAL_CAMERA = (0.0, 0.0, 0.0, 1.0)  # the camera of the data's own portraits
 TURNED_DEG = 1.0  # portrait_when_turned: a clip whose camera yaw or pitch is beyond this is "turned"
 
 
@@ -120,6 +122,7 @@ class ClipSampler:
         frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
         ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
         reference = seqs.frames[idx, ref_t]  # (n, 3, H, W) uint8: another frame
+        ref_camera = seqs.camera[idx, ref_t]  # (n, 4) the camera it was filmed from
         if seqs.portraits is not None:  # or, for a share of the clips, the (frontal) portrait
             own = torch.zeros(n, dtype=torch.bool)
             if self.portrait_share > 0:
@@ -127,6 +130,7 @@ class ClipSampler:
             if self.portrait_when_turned:  # a clip filmed from a turned camera: never a frame of that view
                 own |= seqs.camera[idx, start, :2].abs().amax(dim=1) > TURNED_DEG
             reference = torch.where(own[:, None, None, None], seqs.portraits[idx], reference)
+            ref_camera = torch.where(own[:, None], torch.tensor(NEUTRAL_CAMERA), ref_camera)
         reference = reference.float() / 127.5 - 1
         s = self.config.identity_image
         batch = {
@@ -134,6 +138,7 @@ class ClipSampler:
             # that frame as the identity encoder reads it, and as is (a reference_frame model's portrait)
             "reference": F.interpolate(reference, size=(s, s), mode="bilinear", antialias=True),
             "portrait": reference,
+            "portrait_camera": ref_camera,  # the data's own portraits are frontal
             "talking": torch.full((n,), seqs.talking),
         }
         for k, v in seqs.extra.items():

@@ -71,7 +71,10 @@ def reference_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torc
     if tc.reference_jitter > 0:
         ref = jitter(ref, tc.reference_jitter, g)
     keep = torch.rand(ref.shape[0], generator=g) >= tc.reference_dropout  # (B,)
-    return {"reference": ref, "use_reference": keep.to(ref.device)}
+    out = {"reference": ref, "use_reference": keep.to(ref.device)}
+    if "portrait_camera" in batch:
+        out["reference_camera"] = pose_features(batch["portrait_camera"]).to(ref.device)
+    return out
 
 
 def jitter(images: torch.Tensor, amount: float, g: torch.Generator) -> torch.Tensor:
