@@ -12,14 +12,20 @@ spans `TAN_HALF_FOV` either side of the axis. The head is a sphere of `HEAD_RADI
 the default distance) centred `HEAD_RAISE` above the look-at point: the demo world's framing
 (its head radii 0.8-1.16 and the look-at 0.35 below the head centre, at distance 6). Pixels that
 miss the sphere lie on the plane through its centre facing the camera. Both the source and the
-target depth come from that proxy; `kornia.geometry.depth.warp_frame_depth` does the rest.
+target depth come from that proxy; kornia's depth unprojection and projection do the rest (as
+`kornia.geometry.depth.warp_frame_depth`, but with the border repeated where a ray leaves the
+picture, not black).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.depth import warp_frame_depth
+from kornia.geometry.camera.perspective import project_points
+from kornia.geometry.conversions import normalize_pixel_coordinates
+from kornia.geometry.depth import depth_to_3d_v2
+from kornia.geometry.linalg import transform_points
 
 TAN_HALF_FOV = 0.29  # the demo world's lens (synthetic/scene.py)
 HEAD_RADIUS = 0.95 / 6.0  # the head's mean radius over the camera distance 6
@@ -79,6 +85,9 @@ def warp_portrait(portrait: torch.Tensor, source: torch.Tensor, target: torch.Te
     src = world_to_camera(source.float()).repeat_interleave(n, dim=0)  # (B * T, 4, 4)
     src_from_dst = src @ torch.linalg.inv(dst)  # (B * T, 4, 4)
     k = intrinsics(h, w).to(dst).expand(b * n, 3, 3)
+    points = depth_to_3d_v2(proxy_depth(dst, h, w)[:, 0], k)  # (B * T, H, W, 3) in the target cameras
+    pixels = project_points(transform_points(src_from_dst[:, None], points), k[:, None, None])  # (B * T, H, W, 2)
+    grid = normalize_pixel_coordinates(pixels, h, w)  # in [-1, 1], pixel centres at the ends
     images = portrait.float().repeat_interleave(n, dim=0)  # (B * T, C, H, W)
-    out = warp_frame_depth(images, proxy_depth(dst, h, w), src_from_dst, k)  # (B * T, C, H, W)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return rearrange(out, "(b t) c h w -> b c t h w", b=b)
