@@ -54,7 +54,8 @@ class IdentityFromImage(io.ComfyNode):
             category=CATEGORY,
             description="Encodes the face in a portrait into an identity embedding (a soft identity constraint). "
                         "Models that also read the portrait (config reference_frame) get the cropped "
-                        "portrait with it; Save Identity keeps it.",
+                        "portrait with it; Save Identity keeps it. Give a frontal portrait: models that "
+                        "turn it to the camera (config reference_warp) take it as seen from the front.",
             inputs=[
                 StarcasterModel.Input("model"),
                 io.Image.Input("image"),

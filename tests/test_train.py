@@ -32,7 +32,7 @@ from starcaster_core.train.objective import batch_loss, jitter, reference_condit
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = replace(PRESETS["demo"], name="small", dim=64, depth=2, heads=4, chunk=4, identity_canvas=True,
-                frame_prior=True, head_skip=True)
+                frame_prior=True, head_skip=True, reference_warp=True)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,7 @@ def tiny_run(world: Path, out: Path, **kw) -> TrainConfig:
 def test_stages_resume_and_write_logs(world16, tmp_path):
     from starcaster_core.train.trainer import train
 
-    tc = tiny_run(world16, tmp_path)
+    tc = tiny_run(world16, tmp_path, model='{"context_frames": 2}')  # a preset field changed from the command line
     train(replace(tc, until="motion"))
     assert (tmp_path / "motion.safetensors").is_file()
     train(tc)  # resumes at step 2 and runs sync + views
@@ -278,7 +278,19 @@ def test_stages_resume_and_write_logs(world16, tmp_path):
     assert steps == [0, 1, 2, 3, 4, 5]
     assert (tmp_path / "loss.png").stat().st_size > 1000
     # no head-pose prior steps (tiny_run): the untrained prior is dropped, and the config says so
-    assert load_checkpoint(tmp_path / "views.safetensors").config == replace(PRESETS["tiny"], pose_prior=0)
+    assert load_checkpoint(tmp_path / "views.safetensors").config == replace(PRESETS["tiny"], pose_prior=0,
+                                                                             context_frames=2)
+
+
+def test_the_command_line_changes_preset_fields_and_refuses_unknown_ones():
+    from starcaster_core.train.__main__ import parse
+
+    assert parse(["--model", '{"reference_warp": true, "pose_prior": 64}']).model_config() == replace(
+        PRESETS["demo"], reference_warp=True, pose_prior=64)
+    assert parse([]).model_config() == PRESETS["demo"]
+    for bad in ('{"warp": true}', '[1, 2]'):
+        with pytest.raises(ValueError, match="JSON object of ModelConfig fields"):
+            parse(["--model", bad]).model_config()
 
 
 def test_the_demo_recipe_ends_annealed_and_a_run_stopping_before_its_schedule_ends_is_told(world16, tmp_path, caplog):

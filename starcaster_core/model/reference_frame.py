@@ -14,6 +14,10 @@ draws, saved embeddings) still work, if worse (measured in the README). The port
 data's own neutral, frontal one where it has one (as users and the evaluator give portraits),
 else another moment of the clip; either way its mouth, blink and head pose are not the ones to
 draw. Switching the identity off (classifier-free guidance) switches the portrait off too.
+
+With `reference_warp` the portrait is first turned from the camera it was taken from
+(`Conditioning.reference_camera`; none given: the default frontal one) to each frame's camera
+(`view_warp.py`): copied as read, it already shows roughly the view to draw.
 """
 
 from __future__ import annotations

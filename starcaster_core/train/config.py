@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import PRESETS, ModelConfig
+
 Stage = Literal["motion", "sync", "views"]
 STAGES: tuple[Stage, ...] = ("motion", "sync", "views")
 Precision = Literal["fp32", "bf16"]
@@ -15,6 +17,7 @@ Precision = Literal["fp32", "bf16"]
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "demo"
+    model: str = ""  # JSON object of ModelConfig fields to change from the preset, e.g. '{"reference_warp": true}'
     data: str = "data/world"  # shards written by `python -m starcaster_core.synthetic` (or your own)
     out: str = "runs/demo"
     motion_steps: int = 400  # stage 1: identity-aware motion (audio mostly dropped)
@@ -69,6 +72,15 @@ class TrainConfig:
         assert not self.keep_best or (self.val_every and self.keep_best in HIGHER_IS_BETTER + LOWER_IS_BETTER), (
             f"keep_best needs val_every > 0 and one of {HIGHER_IS_BETTER + LOWER_IS_BETTER}, got {self.keep_best!r}"
         )
+
+    def model_config(self) -> ModelConfig:
+        """The preset with `model`'s changes: what the run trains (and its checkpoints store)."""
+        changes = json.loads(self.model) if self.model else {}
+        known = {f.name for f in dataclasses.fields(ModelConfig)}
+        if not isinstance(changes, dict) or set(changes) - known:
+            raise ValueError(f"--model must be a JSON object of ModelConfig fields; unknown: "
+                             f"{sorted(set(changes) - known) if isinstance(changes, dict) else changes!r}")
+        return dataclasses.replace(PRESETS[self.preset], **changes)
 
     def stage_end(self, stage: Stage) -> int:
         ends = {"motion": self.motion_steps, "sync": self.motion_steps + self.sync_steps}

@@ -16,7 +16,6 @@ from safetensors.torch import save_file
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import PRESETS
 from ..model import STARCaster
 from .config import TrainConfig
 from .data import ClipSampler, load_sequences
@@ -143,7 +142,7 @@ def train(tc: TrainConfig) -> Path:
         torch.set_num_threads(tc.threads)
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = PRESETS[tc.preset]
+    config = tc.model_config()
 
     # 1. data: talking sequences, plus orbit sequences for stage 3 when present
     root = Path(tc.data)
