@@ -31,6 +31,7 @@ from .camera_plot import plot_trajectory as plot_trajectory  # re-exported: (T, 
 logger = logging.getLogger(__name__)
 
 POSE_FEATURE_DIM = 10  # 9 rotation-matrix entries + log(distance)
+FRONTAL = (0.0, 0.0, 0.0, 1.0)  # the default camera: facing the subject at the default framing
 MAX_ABS_PITCH = 89.0  # keyframes stay clear of the pole, where yaw and roll are undefined
 
 # Amplitude 1.0 of each preset (see preset_trajectory's table).

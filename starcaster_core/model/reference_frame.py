@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from ..camera import pose_features
+from ..camera import FRONTAL, pose_features
 from ..conditioning import Conditioning
 from ..view_warp import warp_portrait
-
-NEUTRAL = (0.0, 0.0, 0.0, 1.0)  # the camera a portrait is taken from unless told otherwise
 
 
 def reference_planes(cond: Conditioning, like: torch.Tensor, warp: bool = False) -> torch.Tensor:
@@ -46,7 +44,7 @@ def reference_planes(cond: Conditioning, like: torch.Tensor, warp: bool = False)
         if warp:
             source = cond.reference_camera
             if source is None:  # the default frontal camera
-                source = pose_features(torch.tensor(NEUTRAL, device=like.device)).expand(b, -1)
+                source = pose_features(torch.tensor(FRONTAL, device=like.device)).expand(b, -1)
             portrait = warp_portrait(cond.reference.float(), source.float(), cond.camera.float())  # (B, C, T, H, W)
     portrait = (portrait * on).expand(b, c, n, h, w)
     return torch.cat([portrait, on.expand(b, 1, n, h, w)], dim=1)  # (B, C + 1, T, H, W)

@@ -18,13 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import audio_features
-from ..camera import pose_features
+from ..camera import FRONTAL, pose_features
 from ..config import ModelConfig
 from ..synthetic.shards import ShardDataset
 
 log = logging.getLogger(__name__)
 OPTIONAL = ("identity", "pose", "mouth", "mouth_box")
-NEUTRAL_CAMERA = (0.0, 0.0, 0.0, 1.0)  # the camera of the data's own portraits
 TURNED_DEG = 1.0  # portrait_when_turned: a clip whose camera yaw or pitch is beyond this is "turned"
 
 
@@ -130,7 +129,7 @@ class ClipSampler:
             if self.portrait_when_turned:  # a clip filmed from a turned camera: never a frame of that view
                 own |= seqs.camera[idx, start, :2].abs().amax(dim=1) > TURNED_DEG
             reference = torch.where(own[:, None, None, None], seqs.portraits[idx], reference)
-            ref_camera = torch.where(own[:, None], torch.tensor(NEUTRAL_CAMERA), ref_camera)
+            ref_camera = torch.where(own[:, None], torch.tensor(FRONTAL), ref_camera)
         reference = reference.float() / 127.5 - 1
         s = self.config.identity_image
         batch = {
