@@ -109,6 +109,28 @@ def test_mouth_opening_changes_mouth_region_not_eyes(seed):
     assert _centroid(mouth)[0] > _centroid(eyes)[0] + 5  # mouth lies below the eyes
 
 
+@pytest.mark.parametrize("pose, camera", [((0, 0, 0), (0, 0, 0, 1)), ((15, -5, 4), (-25, 10, 0, 1.1))])
+def test_mouth_box_holds_every_pixel_the_jaw_and_width_change_and_little_else(pose, camera):
+    pose, camera = torch.tensor([pose], dtype=torch.float32), torch.tensor([camera], dtype=torch.float32)
+    """The trainer's mouth crop: every pixel any mouth of the identity visibly moves (by 0.1 or
+    more: the faintest anti-aliased fringes on a turned head may fall outside), from any turn."""
+    ident, size = sample_identity(4), 64
+    boxes, changed = [], torch.zeros(size, size, dtype=torch.bool)
+    shut = render_frames(ident, _expr(0.0), pose, camera, size=size)[0]
+    for jaw, width in ((0.0, -1.0), (0.0, 1.0), (1.0, -1.0), (1.0, 1.0), (0.5, 0.0)):
+        frame, box = render_frames(ident, torch.tensor([[jaw, width, 0.0]]), pose, camera, size=size,
+                                   with_mouth_box=True)
+        changed |= _changed(frame[0], shut, tol=0.1)
+        boxes.append(box[0])
+    assert all(torch.equal(b, boxes[0]) for b in boxes)  # where the mouth can be, not where it is
+    cx, cy, w, h = boxes[0].tolist()
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert len(ys) >= 20
+    assert xs.min() >= (cx - w / 2) * (size - 1) and xs.max() <= (cx + w / 2) * (size - 1)
+    assert ys.min() >= (cy - h / 2) * (size - 1) and ys.max() <= (cy + h / 2) * (size - 1)
+    assert w * h < 0.06  # a few % of the frame (the default box of frames without one: 16 %)
+
+
 def test_camera_yaw_moves_features_and_hides_far_side():
     ident = sample_identity(2)
 
@@ -247,7 +269,7 @@ def test_shard_write_read_round_trip(tmp_path, kind):
     ref = make_sequence(kind, 2, 5, 6, 16, 25.0, audio="formant")
     assert item["frames"].shape == (6, 3, 16, 16) and item["frames"].dtype == torch.float32
     assert (item["frames"] - ref["frames"]).abs().max() <= 0.5 / 255 + 1e-6
-    for key in ("mouth", "mouth_width", "blink", "pose", "camera", "identity"):
+    for key in ("mouth", "mouth_width", "blink", "pose", "camera", "identity", "mouth_box"):
         assert torch.equal(item[key], ref[key].float()), key
     assert (item["audio"] - ref["audio"]).abs().max() < 1e-4
     assert item["sample_rate"] == 16000 and item["fps"] == 25.0 and item["kind"] == kind

@@ -55,6 +55,29 @@ def _over(canvas: torch.Tensor, colour: torch.Tensor, mask: torch.Tensor) -> tor
     return canvas + m * (colour - canvas)
 
 
+def _mouth_geometry(ident: dict[str, torch.Tensor], jaw: torch.Tensor, widen: torch.Tensor):
+    """Half-width, centre height and interior half-height of the mouth (each (B,)), local units."""
+    mw = 0.19 * ident["mouth_width"] * (1.0 + 0.28 * widen)
+    mcv = -0.52 * ident["radii"][:, 1] - 0.05 * jaw
+    inner_h = 0.012 + 0.15 * jaw
+    return mw, mcv, inner_h
+
+
+def mouth_reach(local: torch.Tensor, ident: dict[str, torch.Tensor], pixel_world: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool: the head-surface points ``local`` (B, 3, H, W) that any mouth of the
+    identity can cover, lips and their anti-aliased edge included (jaw 0..1, width -1..1):
+    where lip sync happens."""
+    x, y, z = local.unbind(1)  # each (B, H, W)
+    one = torch.ones(local.shape[0], device=local.device)
+    mw, _, _ = _mouth_geometry(ident, one, one)  # the widest mouth
+    _, top, shut_h = _mouth_geometry(ident, 0 * one, one)  # the shut mouth sits highest
+    _, low, open_h = _mouth_geometry(ident, one, one)  # the open one reaches lowest
+    lip = 0.045 + pixel_world  # the lips' margin around the interior (as painted below) and their edge
+    inside_x = x.abs() <= _b(mw + 0.035 + pixel_world)
+    inside_y = (y <= _b(top + shut_h + lip)) & (y >= _b(low - open_h - lip))
+    return inside_x & inside_y & (z > 0)
+
+
 def paint_face(
     local: torch.Tensor,
     ident: dict[str, torch.Tensor],
@@ -103,9 +126,7 @@ def paint_face(
         canvas = _over(canvas, ident["brows"], brow)
 
     # 3. mouth: lips, dark interior whose height follows the jaw, teeth at the top edge
-    mw = 0.19 * ident["mouth_width"] * (1.0 + 0.28 * widen)
-    mcv = -0.52 * hr[:, 1] - 0.05 * jaw
-    inner_h = 0.012 + 0.15 * jaw
+    mw, mcv, inner_h = _mouth_geometry(ident, jaw, widen)
     zero = torch.zeros_like(mw)
     lips = ellipse(x, y, zero, mcv, mw + 0.035, inner_h + 0.045, pw) * front
     canvas = _over(canvas, ident["lips"], lips)

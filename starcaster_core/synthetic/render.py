@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch
 
 from .identity import IDENTITY_DIM, IdentityParams
-from .paint import paint_face
+from .paint import mouth_reach, paint_face
 from .raster import Ellipsoids, cast, composite_weights, image_plane
 from .scene import HEAD, TAN_HALF_FOV, Scene, build_scene, decode_identity
 
@@ -95,8 +95,10 @@ def render_frames(
     *,
     size: int | tuple[int, int] = 64,
     batch: int | None = None,
-) -> torch.Tensor:
-    """Render frames (B, 3, H, W), float 0..1.
+    with_mouth_box: bool = False,
+):
+    """Render frames (B, 3, H, W), float 0..1; with ``with_mouth_box`` also each frame's mouth
+    box (B, 4) (see ``mouth_boxes``).
 
     Any of expression (B, 3), pose (B, 3), camera (B, 4) may be one row or None (neutral); the
     batch size is taken from the first per-frame input with more than one row (or ``batch``).
@@ -130,7 +132,28 @@ def render_frames(
     image = torch.einsum("bphw,bpc->bchw", lit, colours)  # (B, 3, H, W)
     image += lit[:, HEAD].unsqueeze(1) * face
     image += trans * _background(ident, height)
-    return image.clamp_(0.0, 1.0)
+    image = image.clamp_(0.0, 1.0)
+    if with_mouth_box:
+        return image, mouth_boxes(mouth_reach(local, ident, pixel_world) & (weights[:, HEAD] > 0.5))
+    return image
+
+
+def mouth_boxes(reach: torch.Tensor, pad: int = 1) -> torch.Tensor:
+    """(B, 4) boxes (cx, cy, w, h) in [0, 1] (0 and 1: the first and last pixel centres, the
+    layout of the trainer's mouth crops) around the visible pixels of ``reach`` (B, H, W) that a
+    mouth can cover, ``pad`` pixels wider on each side; the whole frame where none is visible."""
+    _, h, w = reach.shape
+    rows = torch.arange(h, dtype=torch.float32)[None, :, None].expand_as(reach)  # (B, H, W)
+    cols = torch.arange(w, dtype=torch.float32)[None, None, :].expand_as(reach)
+    big = float(max(h, w))
+    top = torch.where(reach, rows, big).amin(dim=(1, 2)) - pad  # (B,)
+    bottom = torch.where(reach, rows, -big).amax(dim=(1, 2)) + pad
+    left = torch.where(reach, cols, big).amin(dim=(1, 2)) - pad
+    right = torch.where(reach, cols, -big).amax(dim=(1, 2)) + pad
+    box = torch.stack([(left + right) / 2 / (w - 1), (top + bottom) / 2 / (h - 1),
+                       (right - left) / (w - 1), (bottom - top) / (h - 1)], dim=-1)  # (B, 4)
+    whole = torch.tensor([0.5, 0.5, 1.0, 1.0])
+    return torch.where(reach.flatten(1).any(dim=1)[:, None], box, whole)
 
 
 def render_portrait(identity: IdentityParams | torch.Tensor, size: int | tuple[int, int] = 256):

@@ -10,6 +10,7 @@ Both return the same dict layout (torch tensors unless noted):
     mouth_width  (T,)   -1..1
     blink        (T,)   0..1
     pose         (T, 3) head (yaw, pitch, roll) degrees
+    mouth_box    (T, 4) (cx, cy, w, h) in [0, 1]: where the mouth can be in each frame (``render.mouth_boxes``)
     camera       (T, 4) (yaw_deg, pitch_deg, roll_deg, distance); distance 1.0 = default framing
     identity     (IDENTITY_DIM,) ground-truth identity vector
 """
@@ -42,15 +43,15 @@ def _camera_track(camera: torch.Tensor | tuple[float, ...] | None, n: int) -> to
 
 def render_sequence(identity: IdentityParams | torch.Tensor, expression: torch.Tensor,
                     pose: torch.Tensor, camera: torch.Tensor, size: int | tuple[int, int]):
-    """Render (T, 3, H, W) in chunks of ``RENDER_CHUNK`` frames."""
+    """Render (T, 3, H, W) in chunks of ``RENDER_CHUNK`` frames; also each frame's mouth box (T, 4)."""
     ident = identity_rows(identity)  # (1, D)
     chunks = [
         render_frames(ident, expression[i:i + RENDER_CHUNK], pose[i:i + RENDER_CHUNK],
                       camera[i:i + RENDER_CHUNK], size=size,
-                      batch=min(RENDER_CHUNK, expression.shape[0] - i))
+                      batch=min(RENDER_CHUNK, expression.shape[0] - i), with_mouth_box=True)
         for i in range(0, expression.shape[0], RENDER_CHUNK)
     ]
-    return torch.cat(chunks, 0)
+    return torch.cat([c[0] for c in chunks], 0), torch.cat([c[1] for c in chunks], 0)
 
 
 def talking_sequence(
@@ -90,10 +91,11 @@ def talking_sequence(
 
     # 2. render
     expression = torch.stack([mouth, width, blink], -1)  # (T, 3)
-    frames = render_sequence(identity, expression, pose, cam, size)
+    frames, boxes = render_sequence(identity, expression, pose, cam, size)
     return {
         "frames": frames, "audio": torch.from_numpy(wave), "sample_rate": SAMPLE_RATE,
         "fps": float(fps), "mouth": mouth, "mouth_width": width, "blink": blink, "pose": pose,
+        "mouth_box": boxes,
         "camera": cam, "identity": identity_rows(identity)[0].clone(),
     }
 
@@ -132,10 +134,10 @@ def orbit_sequence(
     zeros = torch.zeros(n_frames)
     expression = torch.zeros(n_frames, 3)
     pose = torch.zeros(n_frames, 3)
-    frames = render_sequence(identity, expression, pose, cam, size)
+    frames, boxes = render_sequence(identity, expression, pose, cam, size)
     n_samples = int(round(n_frames / fps * SAMPLE_RATE))
     return {
         "frames": frames, "audio": torch.zeros(n_samples), "sample_rate": SAMPLE_RATE,
         "fps": float(fps), "mouth": zeros, "mouth_width": zeros.clone(), "blink": zeros.clone(),
-        "pose": pose, "camera": cam, "identity": identity_rows(identity)[0].clone(),
+        "pose": pose, "mouth_box": boxes, "camera": cam, "identity": identity_rows(identity)[0].clone(),
     }

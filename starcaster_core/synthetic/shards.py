@@ -6,7 +6,7 @@ Layout of ``out_dir``::
     shard-00000.safetensors    per sample i (key prefix "000123/"):
                                  frames uint8 (T, 3, H, W), audio int16 (S,) PCM,
                                  mouth / mouth_width / blink float32 (T,), pose (T, 3),
-                                 camera (T, 4), identity (IDENTITY_DIM,),
+                                 camera (T, 4), identity (IDENTITY_DIM,), mouth_box (T, 4),
                                  portrait uint8 (3, H, W): the identity neutral and frontal
 
 Every sequence is a function of (seed, sequence index) only: sequence i draws its identity from
@@ -80,7 +80,7 @@ def _encode(seq: dict, prefix: str) -> dict[str, torch.Tensor]:
     out = {f"{prefix}{key}": (seq[key] * 255.0).round().clamp(0, 255).to(torch.uint8)
            for key in ("frames", "portrait")}  # images in 0..1 -> uint8
     out[f"{prefix}audio"] = (seq["audio"].clamp(-1, 1) * 32767.0).round().to(torch.int16)
-    for key in _FLOAT_KEYS:
+    for key in (*_FLOAT_KEYS, "mouth_box"):
         out[f"{prefix}{key}"] = seq[key].float().contiguous()
     return out
 
@@ -157,6 +157,8 @@ class ShardDataset(Dataset):
         with safe_open(str(self.root / file), framework="pt") as f:
             item = {key: f.get_tensor(prefix + key) for key in _FLOAT_KEYS}
             item["audio"] = f.get_tensor(prefix + "audio").float() / 32767.0
+            if prefix + "mouth_box" in f.keys():  # shards written before session 13 have none
+                item["mouth_box"] = f.get_tensor(prefix + "mouth_box")
             # images; shards written before session 9 have no portrait
             images = [key for key in ("frames", "portrait") if prefix + key in f.keys()]
             for key in images:
