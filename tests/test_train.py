@@ -23,6 +23,7 @@ from starcaster_core.train.data import ClipSampler, load_sequences
 from starcaster_core.train.lip_reader import (
     DEFAULT_BOX,
     LipReader,
+    adversarial_crops,
     lip_feature_loss,
     lip_reader_loss,
     mouth_crops,
@@ -223,6 +224,24 @@ def test_a_linear_lip_readers_loss_is_least_at_the_mean_of_the_real_mouths(sampl
         assert torch.allclose(f(a + b) - f(b), f(a) - f(torch.zeros_like(a)), atol=1e-4)
 
 
+def test_adversarial_crops_stay_within_the_radius_and_read_worse(sampler):
+    """The crops a robust lip reader trains on: each moved by at most the radius (L2), each
+    read worse than the real one, and worse than a random move of the same size."""
+    torch.manual_seed(0)
+    reader = LipReader(SMALL.audio_mels)
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(3))
+    crops = mouth_crops(batch["frames"].flatten(0, 1), None)  # (N, 3, 24, 24)
+    audio, opening = batch["audio"].flatten(0, 1), batch["mouth"].flatten(0, 1)
+    moved = adversarial_crops(reader, crops, audio, opening, radius=0.5)
+    assert not moved.requires_grad
+    assert float((moved - crops).flatten(1).norm(dim=1).max()) <= 0.5 + 1e-4
+    noise = torch.randn(crops.shape, generator=torch.Generator().manual_seed(5))
+    noise = noise * 0.5 / noise.flatten(1).norm(dim=1)[:, None, None, None]
+    with torch.no_grad():
+        clean, worst, rand = (float(lip_reader_loss(reader, c, audio, opening)) for c in (crops, moved, crops + noise))
+    assert worst > clean and worst - clean > 5 * abs(rand - clean), (clean, worst, rand)
+
+
 def test_lip_reader_is_seeded_and_one_whose_features_collapse_is_refused(world):
     from starcaster_core.train.trainer import train_lip_reader
 
@@ -233,6 +252,8 @@ def test_lip_reader_is_seeded_and_one_whose_features_collapse_is_refused(world):
         torch.manual_seed(state)
         readers.append(train_lip_reader(sampler, tc, torch.device("cpu")).state_dict())
     assert all(torch.equal(readers[0][k], readers[1][k]) for k in readers[0])
+    robust = train_lip_reader(sampler, replace(tc, lip_reader_robust=0.5), torch.device("cpu")).state_dict()
+    assert not torch.equal(robust["speech.weight"], readers[0]["speech.weight"])  # it trained on other crops
 
     still = load_sequences(world / "talking", SMALL)
     still.frames.zero_()  # every mouth crop the same: features that cannot tell mouths apart

@@ -47,6 +47,7 @@ class TrainConfig:
     lip_reader: Literal["conv", "linear"] = "conv"  # the lip reader's kind (train/lip_reader.py)
     lip_max_t: float = 1.0  # the lip-reading loss scores estimates made at noise levels up to this only
     lip_reader_noise: float = 0.0  # the lip reader trains on crops with pixel noise of std up to this (robust features)
+    lip_reader_robust: float = 0.0  # L2 radius of the worst-case crops the lip reader trains on (0: none)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)
     edge_weight: float = 0.0  # weight of the gradient-difference loss of the clean estimate (objective.edge_loss)
     mouth_weight: float = 0.0  # stage 2 on: extra flow-loss weight inside the mouth box (0: none)

@@ -10,6 +10,12 @@ along the directions that tell speech apart: like the flow loss, its expectation
 clean frame's conditional mean, so the two pull the same way and no pattern pays; it weighs up
 the mouth's speech-bearing pixels instead. Measured: no texture, but in 250 steps of stage 2
 hardly any lip sync either (0.15 against 0.82 with the conv reader).
+
+A robust conv reader (`TrainConfig.lip_reader_robust`, session 13) trains on the crops it reads
+worst within an L2 radius (`adversarial_crops`). The input gradient of the plain reader, what
+the lip-reading loss backpropagates into a frame, is pixel noise; that of the robust one (radius
+0.5) is a mouth opening or closing (the picture in README, Status, session 13). Radii of 1 and
+more left it reading nothing: the mouth of a 64x64 frame is a few pixels.
 """
 
 from __future__ import annotations
@@ -103,6 +109,24 @@ def lip_reader_loss(reader: LipReader, crops, audio, opening=None) -> torch.Tens
     if opening is not None:
         loss = loss + F.mse_loss(open_pred, opening)
     return loss
+
+
+def adversarial_crops(reader: LipReader, crops: torch.Tensor, audio: torch.Tensor, opening: torch.Tensor | None,
+                      radius: float, steps: int = 3) -> torch.Tensor:
+    """`crops` (N, 3, CROP, CROP) each moved by at most `radius` (L2, pixels in [-1, 1]) to where
+    the reader reads them worst: projected gradient ascent on its loss (Madry et al., 2018). A
+    reader trained on such crops is robust, and the input gradients of robust models follow the
+    shapes the data has (Santurkar et al., 2019): what the lip-reading loss backpropagates into
+    the frames. Returns detached crops."""
+    delta = torch.zeros_like(crops, requires_grad=True)
+    step_size = 2.5 * radius / steps
+    for _ in range(steps):
+        (grad,) = torch.autograd.grad(lip_reader_loss(reader, crops + delta, audio, opening), delta)
+        norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None, None]  # (N, 1, 1, 1)
+        delta = delta.detach() + step_size * grad / norm
+        scale = (radius / delta.flatten(1).norm(dim=1).clamp(min=1e-12)).clamp(max=1.0)  # (N,) onto the ball
+        delta = (delta * scale[:, None, None, None]).requires_grad_(True)
+    return (crops + delta).detach()
 
 
 def lip_feature_loss(reader: LipReader, generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

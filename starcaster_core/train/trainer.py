@@ -19,7 +19,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..model import STARCaster
 from .config import TrainConfig
 from .data import ClipSampler, load_sequences
-from .lip_reader import CROP, LipReader, lip_reader_loss, mouth_crops
+from .lip_reader import CROP, LipReader, adversarial_crops, lip_reader_loss, mouth_crops
 from .objective import Objective
 from .pose import train_pose_prior
 from .validate import Validator, improves
@@ -81,7 +81,11 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
         if tc.lip_reader_noise > 0:  # features noise does not move (measured: stage 2 drew coarser patterns)
             std = torch.rand(crops.shape[0], 1, 1, 1, generator=g) * tc.lip_reader_noise  # (N, 1, 1, 1)
             crops = crops + (std * torch.randn(crops.shape, generator=g)).to(device)
-        loss = lip_reader_loss(reader, crops, batch["audio"].flatten(0, 1).to(device), opening)
+        audio = batch["audio"].flatten(0, 1).to(device)  # (N, K, M)
+        if tc.lip_reader_robust > 0:  # train on the crops it reads worst (lip_reader.adversarial_crops),
+            radius = tc.lip_reader_robust * min(1.0, 2 * step / tc.lip_reader_steps)  # the radius grown from 0
+            crops = adversarial_crops(reader, crops, audio, opening, radius)
+        loss = lip_reader_loss(reader, crops, audio, opening)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
