@@ -288,6 +288,21 @@ def tiny_run(world: Path, out: Path, **kw) -> TrainConfig:
                        **{"pose_steps": 0, **kw})
 
 
+def test_the_lip_reader_reads_the_datas_mouth_boxes_unless_told_not_to(world16, tmp_path):
+    from safetensors.torch import load_file
+
+    from starcaster_core.train.trainer import train
+
+    readers = []
+    for boxes in (1, 0, 1):
+        out = tmp_path / f"run{len(readers)}"
+        train(tiny_run(world16, out, mouth_boxes=boxes, until="motion"))
+        readers.append(load_file(str(out / "lip_reader.safetensors")))
+    differ = [not torch.equal(readers[0][k], readers[1][k]) for k in readers[0]]
+    assert any(differ), "the fixed box crops other pixels than the data's boxes"
+    assert all(torch.equal(readers[0][k], readers[2][k]) for k in readers[0])  # and it is not chance
+
+
 def test_stages_resume_and_write_logs(world16, tmp_path):
     from starcaster_core.train.trainer import train
 

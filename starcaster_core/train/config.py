@@ -50,6 +50,7 @@ class TrainConfig:
     lip_reader_robust: float = 0.0  # L2 radius of the worst-case crops the lip reader trains on (0: none)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)
     edge_weight: float = 0.0  # weight of the gradient-difference loss of the clean estimate (objective.edge_loss)
+    mouth_boxes: int = 1  # 1: crop each frame's mouth at the data's `mouth_box` where it has one; 0: the fixed box
     mouth_weight: float = 0.0  # stage 2 on: extra flow-loss weight inside the mouth box (0: none)
     ema: float = 0.0  # decay of an exponential moving average of the weights, saved as the model (0: off)
     encoder_weight: float = 1.0

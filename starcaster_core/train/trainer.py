@@ -152,6 +152,10 @@ def train(tc: TrainConfig) -> Path:
     root = Path(tc.data)
     talking = load_sequences(root / "talking", config)
     orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
+    if not tc.mouth_boxes:  # every crop at the fixed box (lip_reader.DEFAULT_BOX), as before the world had boxes
+        for seqs in (talking, orbit):
+            if seqs is not None:
+                seqs.extra.pop("mouth_box", None)
     sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share, tc.portrait_when_turned)
 
     # 2. the model (same init on every rank), its identity prior, the optimiser
