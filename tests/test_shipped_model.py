@@ -67,3 +67,23 @@ def test_shipped_model_turns_the_face_to_the_camera():
     turned_pitch = float(views[0.0, 10.0][1] - views[0.0, -10.0][1])
     got = f"asked for 40 deg of yaw and 20 of pitch, got {turned_yaw:.1f} and {turned_pitch:.1f}"
     assert turned_yaw > 20.0 and turned_pitch > 8.0, got
+
+
+def test_the_demo_recipe_is_the_one_the_shipped_model_was_trained_with():
+    """`python -m starcaster_core.train.demo` makes the shipped weights: every training setting
+    the file records (all but where its data and run went) is the recipe's; settings added since
+    are at values that train as the shipped run did (the fixed mouth box, no pose prior to train)."""
+    import dataclasses
+    import json
+
+    from safetensors import safe_open
+
+    from starcaster_core.train.demo import demo_config
+
+    with safe_open(str(DEFAULT_WEIGHTS), framework="pt") as f:
+        shipped = json.loads(f.metadata()["train_config"])
+    recipe = dataclasses.asdict(demo_config("data/world", "runs/demo"))
+    where = ("data", "out", "threads")
+    differ = {k: (v, recipe.get(k)) for k, v in shipped.items() if k not in where and recipe.get(k) != v}
+    assert not differ, f"the demo recipe drifted from the shipped model's: {differ}"
+    assert recipe["mouth_boxes"] == 0 and recipe["model"] == "" and recipe["lip_reader_robust"] == 0

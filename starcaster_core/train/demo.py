@@ -34,9 +34,11 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     run beat 250 + 250 steps on held-out clips (all session 10).
     portrait_share=0: the portrait is another frame of the clip, as the shipped model trained;
     the world's frontal portraits (the trainer's default) move the head but cost view error
-    (README, Status, session 9). val_every: held-out scores in log.jsonl and loss.png."""
+    (README, Status, session 9). mouth_boxes=0: the lip reader crops the fixed box, as the
+    shipped model trained (world shards carry mouth boxes since session 13). val_every: held-out
+    scores in log.jsonl and loss.png."""
     return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=500, sync_steps=1000,
-                       views_steps=0, edge_weight=4.0, portrait_share=0.0, until="sync")
+                       views_steps=0, edge_weight=4.0, portrait_share=0.0, mouth_boxes=0, until="sync")
 
 
 def main() -> None:
