@@ -111,9 +111,9 @@ def test_mouth_opening_changes_mouth_region_not_eyes(seed):
 
 @pytest.mark.parametrize("pose, camera", [((0, 0, 0), (0, 0, 0, 1)), ((15, -5, 4), (-25, 10, 0, 1.1))])
 def test_mouth_box_holds_every_pixel_the_jaw_and_width_change_and_little_else(pose, camera):
-    pose, camera = torch.tensor([pose], dtype=torch.float32), torch.tensor([camera], dtype=torch.float32)
     """The trainer's mouth crop: every pixel any mouth of the identity visibly moves (by 0.1 or
     more: the faintest anti-aliased fringes on a turned head may fall outside), from any turn."""
+    pose, camera = torch.tensor([pose], dtype=torch.float32), torch.tensor([camera], dtype=torch.float32)
     ident, size = sample_identity(4), 64
     boxes, changed = [], torch.zeros(size, size, dtype=torch.bool)
     shut = render_frames(ident, _expr(0.0), pose, camera, size=size)[0]

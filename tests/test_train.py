@@ -225,8 +225,8 @@ def test_a_linear_lip_readers_loss_is_least_at_the_mean_of_the_real_mouths(sampl
 
 
 def test_adversarial_crops_stay_within_the_radius_and_read_worse(sampler):
-    """The crops a robust lip reader trains on: each moved by at most the radius (L2), each
-    read worse than the real one, and worse than a random move of the same size."""
+    """The crops a robust lip reader trains on: each moved by at most the radius (L2), and
+    together read worse than the real ones, far worse than after a random move of that size."""
     torch.manual_seed(0)
     reader = LipReader(SMALL.audio_mels)
     batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(3))

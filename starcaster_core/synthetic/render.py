@@ -152,7 +152,7 @@ def mouth_boxes(reach: torch.Tensor, pad: int = 1) -> torch.Tensor:
     right = torch.where(reach, cols, -big).amax(dim=(1, 2)) + pad
     box = torch.stack([(left + right) / 2 / (w - 1), (top + bottom) / 2 / (h - 1),
                        (right - left) / (w - 1), (bottom - top) / (h - 1)], dim=-1)  # (B, 4)
-    whole = torch.tensor([0.5, 0.5, 1.0, 1.0])
+    whole = box.new_tensor([0.5, 0.5, 1.0, 1.0])
     return torch.where(reach.flatten(1).any(dim=1)[:, None], box, whole)
 
 
