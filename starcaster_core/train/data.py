@@ -3,7 +3,9 @@
 A dataset is a directory of safetensors shards (see `starcaster_core.synthetic.shards`): per
 sequence `frames` uint8 (T, 3, H, W), `audio` int16 PCM, `camera` (T, 4) and optionally
 `identity` (Di,), `pose` (T, 3), `mouth` (T,), `mouth_box` (T, 4), `portrait` uint8 (3, H, W)
-(a neutral, frontal one: taken from the default camera).
+(a neutral, frontal one: taken from the default camera). `mouth_box` is (cx, cy, w, h) in
+[0, 1] per frame, where the mouth can be: the lip reader crops there (without it, and with
+`--mouth-boxes 0`, at a fixed box around the mouth of a demo frame).
 Real footage converted to that layout trains the same way (without `identity`, the encoder is
 trained end to end; without `portrait`, the portrait is always another frame of the clip).
 """
