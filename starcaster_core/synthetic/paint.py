@@ -69,9 +69,8 @@ def mouth_reach(local: torch.Tensor, ident: dict[str, torch.Tensor], pixel_world
     where lip sync happens."""
     x, y, z = local.unbind(1)  # each (B, H, W)
     one = torch.ones(local.shape[0], device=local.device)
-    mw, _, _ = _mouth_geometry(ident, one, one)  # the widest mouth
-    _, top, shut_h = _mouth_geometry(ident, 0 * one, one)  # the shut mouth sits highest
-    _, low, open_h = _mouth_geometry(ident, one, one)  # the open one reaches lowest
+    mw, low, open_h = _mouth_geometry(ident, one, one)  # the widest, open mouth reaches lowest
+    _, top, shut_h = _mouth_geometry(ident, 0 * one, one)  # the shut one sits highest
     lip = 0.045 + pixel_world  # the lips' margin around the interior (as painted below) and their edge
     inside_x = x.abs() <= _b(mw + 0.035 + pixel_world)
     inside_y = (y <= _b(top + shut_h + lip)) & (y >= _b(low - open_h - lip))
