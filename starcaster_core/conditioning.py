@@ -23,6 +23,9 @@ class Conditioning:
     use_reference:  (B,) bool or None (None with a reference: all on)
     reference_camera: (B, 10) camera features of the view the portrait shows, or None: the
                     default frontal camera (read by `reference_warp` models)
+    reference_views: (B, C, T, H, W) or None: the portrait already turned to every frame's
+                    camera (`STARCasterDenoiser.with_reference_views`), so that the sampler's
+                    several passes over a chunk warp it once; None: warped in each pass
     """
 
     identity: torch.Tensor
@@ -35,6 +38,7 @@ class Conditioning:
     reference: torch.Tensor | None = None
     use_reference: torch.Tensor | None = None
     reference_camera: torch.Tensor | None = None
+    reference_views: torch.Tensor | None = None
 
     @property
     def frames(self) -> int:
@@ -47,9 +51,10 @@ class Conditioning:
     def frame_slice(self, start: int, end: int) -> Conditioning:
         """The conditioning of frames [start, end)."""
         assert 0 <= start < end <= self.frames, f"frames [{start}, {end}) outside 0..{self.frames}"
+        views = None if self.reference_views is None else self.reference_views[:, :, start:end]
         return replace(
             self, audio=self.audio[:, start:end], camera=self.camera[:, start:end],
-            motion=self.motion[:, start:end],
+            motion=self.motion[:, start:end], reference_views=views,
         )
 
     def select(self, index: torch.Tensor) -> Conditioning:

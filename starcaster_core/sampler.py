@@ -94,7 +94,9 @@ def sample_chunks(
         if keep is not None:
             history = history[len(history) - min(len(history), keep):]
         ctx_start = start - len(history)
+        # the portrait turned to the chunk's cameras once, not in every pass (warping models only)
         chunk_cond = cond_all.frame_slice(ctx_start if not use_cache else start, end)
+        chunk_cond = model.with_reference_views(chunk_cond, device)
 
         # 3. few-step Euler denoising of the chunk, all guidance branches in one batch
         for i in range(steps):
@@ -125,7 +127,7 @@ def sample_chunks(
         kept = kept.repeat(n_branch, 1, 1, 1, 1)  # (B * n, C, K, H, W)
         if use_cache:
             levels = torch.full((batch * n_branch, size), level, device=device)
-            model(kept, levels, cond_all.frame_slice(start, end), frame_offset=start, cache=cache,
+            model(kept, levels, chunk_cond, frame_offset=start, cache=cache,
                   write_cache=True, block=chunk, window=context, estimate=False)
         else:
             history.extend(kept.split(1, dim=2))

@@ -66,3 +66,62 @@ def test_a_reference_warp_model_reads_the_portrait_turned_by_each_frames_camera(
         model, t = tiny_model(reference_warp=True).denoiser, torch.full((1, 4), 0.5)
         turned = model(x, t, replace(cond, reference_camera=cond.camera[:, 3]))
         assert (model(x, t, cond) - turned).abs().mean() > 1e-4, "the portrait's camera must reach the estimate"
+
+
+def _turning_cond(frames: int, batch: int = 1):
+    """A conditioning whose camera turns 5 degrees a frame, with a random portrait."""
+    g = torch.Generator().manual_seed(3)
+    cams = torch.zeros(frames, 4)
+    cams[:, 0], cams[:, 3] = torch.arange(frames) * 5.0, 1.0
+    return make_conditioning(
+        identity=torch.randn(batch, TINY.identity_dim, generator=g),
+        audio=torch.randn(batch, frames, TINY.audio_window, TINY.audio_mels, generator=g),
+        camera=pose_features(cams)[None].expand(batch, -1, -1),
+        reference=torch.rand(batch, 3, TINY.height, TINY.width, generator=g) * 2 - 1,
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_portrait_turned_once_gives_the_estimate_of_one_turned_in_the_pass(dtype):
+    """`with_reference_views` (what the sampler calls once per chunk) changes nothing but
+    where the warp runs: the estimate is the one the pass makes warping the portrait itself,
+    bit for bit, in fp32 and bf16; a model without the warp gets its conditioning back as is."""
+    model = tiny_model(reference_warp=True).denoiser.to(dtype)
+    cond, x, t = _turning_cond(4), tiny_video(4), torch.full((1, 4), 0.6)
+    turned = model.with_reference_views(cond, x.device)
+    assert turned.reference_views.shape == (1, 3, 4, TINY.height, TINY.width)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, turned), model(x, t, cond), atol=0, rtol=0)
+        # and views that are not this portrait's do reach the estimate (they are what it reads)
+        wrong = replace(turned, reference_views=turned.reference_views.flip(2))
+        assert (model(x, t, wrong) - model(x, t, cond)).abs().mean() > 1e-4
+    assert tiny_model(reference_frame=True).denoiser.with_reference_views(cond, x.device) is cond
+
+
+def test_the_sampler_turns_the_portrait_once_per_chunk(monkeypatch):
+    """Every Euler step and the cache pass of a chunk read the same turned portrait, so the
+    sampler warps once per chunk (3 chunks: 3 warps, not 3 x (4 steps + 1)), with guidance
+    branches in the same warp, and the video equals the one made warping in every pass."""
+    import starcaster_core.model.reference_frame as reference_frame
+    from starcaster_core.flow import timesteps
+    from starcaster_core.sampler import Guidance, sample_video
+
+    model = tiny_model(reference_warp=True).denoiser
+    cond, calls = _turning_cond(6), []
+    real_warp = reference_frame.warp_portrait
+
+    def counted(*args):
+        calls.append(args[0].shape[0])
+        return real_warp(*args)
+
+    monkeypatch.setattr(reference_frame, "warp_portrait", counted)
+    kw = dict(chunk=2, context=4, guidance=Guidance(audio=2.0))
+    with torch.no_grad():
+        video = sample_video(model, cond, timesteps(4), generator=torch.Generator().manual_seed(0), **kw)
+    assert calls == [2, 2, 2], f"warps per chunk (batch of each): {calls}"
+    # the same video from passes that each warp for themselves
+    monkeypatch.setattr(type(model), "with_reference_views", lambda self, c, device: c)
+    with torch.no_grad():
+        again = sample_video(model, cond, timesteps(4), generator=torch.Generator().manual_seed(0), **kw)
+    assert len(calls) == 3 + 3 * (4 + 1)
+    torch.testing.assert_close(video, again, atol=0, rtol=0)

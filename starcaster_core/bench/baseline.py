@@ -28,7 +28,7 @@ def sliding_window_video(model, cond: Conditioning, schedule: torch.Tensor, *, w
         prior = torch.cat(out[begin:], dim=2) if known else None  # (B, C, known, H, W)
         noise = torch.randn(batch, cfg.channels, size, cfg.height, cfg.width, generator=generator)
         x = noise.clone()
-        window_cond = cond.frame_slice(begin, end)
+        window_cond = model.with_reference_views(cond.frame_slice(begin, end), noise.device)  # warped once per window
         for i in range(len(schedule) - 1):
             t, t_next = float(schedule[i]), float(schedule[i + 1])
             if known:  # motion frames: the finished frames at this step's noise level

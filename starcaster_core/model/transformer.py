@@ -25,6 +25,7 @@ the network stopped listening to the audio and the mouth lagged the speech, so i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
@@ -39,7 +40,7 @@ from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
 from .pixel_head import PixelHead, faded
 from .previous_frame import previous_frames
-from .reference_frame import reference_planes
+from .reference_frame import reference_planes, turned_portrait
 
 COPY_LEVEL = 0.1  # copy_previous: the highest noise level of a previous frame the estimate starts from
 TORCH_OPS = SimpleNamespace(Linear=nn.Linear, LayerNorm=nn.LayerNorm, Conv1d=nn.Conv1d, Conv2d=nn.Conv2d,
@@ -148,6 +149,21 @@ class STARCasterDenoiser(nn.Module):
         sse = yty - 2 * (w * xty).sum() + (w * (xtx @ w)).sum()  # ||x w - y||^2 from the sums
         return float(sse / (rows * w.shape[1]))
 
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the forward computes in: the weights', or fp32 for a storage-only dtype (fp8)."""
+        dtype = self.patch_embed.weight.dtype
+        return dtype if dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float32
+
+    def with_reference_views(self, cond: Conditioning, device: torch.device) -> Conditioning:
+        """`cond` with its portrait turned to every frame's camera (`Conditioning.reference_views`)
+        for a model that warps its portrait (else `cond` as is): a caller that runs several passes
+        over the same frames (the sampler: every Euler step and the cache pass of a chunk) warps
+        once. The same result as warping in every pass: the portrait and cameras are cast as the
+        forward casts them."""
+        if not self.config.reference_warp or cond.reference is None:
+            return cond
+        return replace(cond, reference_views=turned_portrait(cond.to(device, self.compute_dtype()), device))
+
     def new_cache(self, window: int | None) -> KVCache:
         return KVCache(self.config.depth, self.config.tokens_per_frame, window)
 
@@ -208,9 +224,7 @@ class STARCasterDenoiser(nn.Module):
             f"model expects [B, {cfg.channels}, T, {cfg.height}, {cfg.width}], got {tuple(x.shape)}"
         )
         assert t.shape == (b, n_frames), f"t must be (B, T) = {(b, n_frames)}, got {tuple(t.shape)}"
-        dtype, dev = self.patch_embed.weight.dtype, x.device
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            dtype = torch.float32  # stored in a storage-only dtype (fp8): compute in fp32
+        dtype, dev = self.compute_dtype(), x.device
         cond = cond.to(dev, dtype)
         per_frame, p = cfg.tokens_per_frame, cfg.patch
 
