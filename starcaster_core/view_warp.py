@@ -78,7 +78,10 @@ def proxy_depth(w2c: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def warp_portrait(portrait: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The portrait (B, C, H, W), seen by the `source` camera (B, 10), as every `target` camera
     (B, T, 10) would see it: (B, C, T, H, W). Parts the source does not show (the far side of the
-    head) are drawn from wherever their rays land; the model learns to mend them."""
+    head) are drawn from wherever their rays land; the model learns to mend them. A frame whose
+    camera is the source's gets the portrait itself, not a resampled copy: a warping model
+    trained on portraits filmed from each clip's own camera trains exactly as one without the
+    warp (the demo recipe: README, Status)."""
     b, c, h, w = portrait.shape
     n = target.shape[1]
     dst = world_to_camera(target.float()).flatten(0, 1)  # (B * T, 4, 4)
@@ -90,4 +93,6 @@ def warp_portrait(portrait: torch.Tensor, source: torch.Tensor, target: torch.Te
     grid = normalize_pixel_coordinates(pixels, h, w)  # in [-1, 1], pixel centres at the ends
     images = portrait.float().repeat_interleave(n, dim=0)  # (B * T, C, H, W)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return rearrange(out, "(b t) c h w -> b c t h w", b=b)
+    out = rearrange(out, "(b t) c h w -> b c t h w", b=b)
+    same = (target == source[:, None]).all(dim=-1)  # (B, T) frames filmed from the portrait's camera
+    return torch.where(same[:, None, :, None, None], portrait.float()[:, :, None], out)

@@ -318,6 +318,25 @@ def test_stages_resume_and_write_logs(world16, tmp_path):
                                                                              context_frames=2)
 
 
+def test_a_warping_model_trained_on_portraits_from_the_clips_camera_trains_as_one_without_the_warp(world16, tmp_path):
+    """The demo recipe's portraits are other frames of the clip (`portrait_share=0`), filmed
+    from the clip's own (static) camera, so the warp is the identity there, exactly: the same
+    weights come out of stages 1 and 2 with and without `reference_warp` (self-forcing
+    rollouts included), and the warp only acts where a portrait's camera differs, as at
+    inference with a frontal portrait and a turned camera."""
+    from starcaster_core.train.trainer import train
+
+    weights = []
+    for model in ('{"reference_warp": true}', '{"reference_warp": false}'):
+        out = tmp_path / str(len(weights))
+        train(tiny_run(world16, out, model=model, portrait_share=0.0, self_forcing=1.0, until="sync"))
+        loaded = load_checkpoint(out / "sync.safetensors")
+        assert loaded.config.reference_warp == (len(weights) == 0)
+        weights.append(loaded.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_the_command_line_changes_preset_fields_and_refuses_unknown_ones():
     from starcaster_core.train.__main__ import parse
 
