@@ -23,9 +23,8 @@ class Conditioning:
     use_reference:  (B,) bool or None (None with a reference: all on)
     reference_camera: (B, 10) camera features of the view the portrait shows, or None: the
                     default frontal camera (read by `reference_warp` models)
-    reference_views: (B, C + 1, T, H, W) or None: the portrait already turned to every frame's
-                    camera and where it is seen (`STARCasterDenoiser.with_reference_views`,
-                    `view_warp.warp_portrait`), so that the sampler's
+    reference_views: (B, C, T, H, W) or None: the portrait already turned to every frame's
+                    camera (`STARCasterDenoiser.with_reference_views`), so that the sampler's
                     several passes over a chunk warp it once; None: warped in each pass
     """
 

@@ -5,9 +5,6 @@ shortest path to a good frame, so the demo model learned to copy the portrait's 
 camera input unused (camera follow 0.005; README, Status, session 11). With `reference_warp` the
 portrait is first turned to each frame's camera, so what the model copies is already the view
 to draw, roughly: the camera reaches the pixels through geometry, not only through the adaLN.
-What the portrait does not show (behind the head's outline as the portrait's camera saw it, the
-far side of the head) is left empty and marked so, for the model to draw (resampled, it showed
-the head twice: README, Status, session 14).
 
 The geometry is the pack's camera convention (`camera.py`): the camera orbits the look-at point
 at `distance` (1.0 = the default framing) and looks at it; a pinhole whose shorter image side
@@ -33,7 +30,6 @@ from kornia.geometry.linalg import transform_points
 TAN_HALF_FOV = 0.29  # the demo world's lens (synthetic/scene.py)
 HEAD_RADIUS = 0.95 / 6.0  # the head's mean radius over the camera distance 6
 HEAD_RAISE = 0.35 / 6.0  # the head centre above the look-at point
-SEEN_TOLERANCE = 0.25 * HEAD_RADIUS  # a point this far behind the source's proxy surface is hidden from it
 # the OpenCV camera axes (x right, y down, z forward) in the camera's own orbit frame (x back
 # towards the camera, y the subject's left = image right, z up): rows are x_cv, y_cv, z_cv
 _CV_AXES = ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (-1.0, 0.0, 0.0))
@@ -60,10 +56,9 @@ def world_to_camera(features: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def proxy_depth(w2c: torch.Tensor, height: int, width: int, beyond: float | None = None) -> torch.Tensor:
+def proxy_depth(w2c: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(N, 4, 4) cameras -> (N, 1, H, W) depth (z) of the sphere's near side where a pixel's ray
-    meets it, else of the plane through its centre facing the camera (or `beyond`, a depth
-    behind everything: the sphere alone)."""
+    meets it, else of the plane through its centre facing the camera."""
     k = intrinsics(height, width).to(w2c)
     v, u = torch.meshgrid(torch.arange(height, dtype=w2c.dtype, device=w2c.device),
                           torch.arange(width, dtype=w2c.dtype, device=w2c.device), indexing="ij")
@@ -76,38 +71,31 @@ def proxy_depth(w2c: torch.Tensor, height: int, width: int, beyond: float | None
     b = torch.einsum("hwk,nk->nhw", rays, centre)  # (N, H, W)
     disc = b.pow(2) - a * (centre.pow(2).sum(-1) - HEAD_RADIUS**2)[:, None, None]
     near = (b - disc.clamp(min=0).sqrt()) / a
-    miss = centre[:, 2, None, None].expand_as(near) if beyond is None else torch.full_like(near, beyond)
-    return torch.where(disc > 0, near, miss)[:, None]  # (N, 1, H, W)
+    depth = torch.where(disc > 0, near, centre[:, 2, None, None].expand_as(near))  # (N, H, W)
+    return depth[:, None]
 
 
 def warp_portrait(portrait: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The portrait (B, C, H, W), seen by the `source` camera (B, 10), as every `target` camera
-    (B, T, 10) would see it, and where the source shows what the target sees: (B, C + 1, T, H, W),
-    the turned portrait, then a plane of 1 where it is seen and 0 where it is not.
-
-    Not seen: a point the head hides from the source camera (behind the head's outline from
-    there, or on its far side), found by comparing the point's depth in the source camera with
-    the sphere's depth where it lands (a point landing beside the sphere is seen: the background
-    planes are stand-ins that differ from camera to camera, not occluders). Those pixels are
-    zeros (resampled, they showed the head a second time); the model draws them from the
-    identity, as it draws a frame without a portrait. A frame whose camera is the source's gets
-    the portrait itself, all seen, not a resampled copy: a warping model trained on portraits
-    filmed from each clip's own camera trains exactly as one without the warp."""
+    (B, T, 10) would see it: (B, C, T, H, W). Parts the source does not show (the far side of the
+    head) are drawn from wherever their rays land: on strong turns a second, faint outline of the
+    head (left empty, or filled from the head's outline, they scored no better: README, Status,
+    session 14). A frame whose camera is the source's gets the portrait itself, not a resampled
+    copy: a warping model trained on portraits filmed from each clip's own camera trains exactly
+    as one without the warp (the demo recipe), at no cost."""
     b, c, h, w = portrait.shape
     n = target.shape[1]
+    same = (target == source[:, None]).all(dim=-1)  # (B, T) frames filmed from the portrait's camera
+    if bool(same.all()):  # nothing to turn (every training clip of the demo recipe): no resampling
+        return portrait.float()[:, :, None].expand(b, c, n, h, w)
     dst = world_to_camera(target.float()).flatten(0, 1)  # (B * T, 4, 4)
-    src = world_to_camera(source.float())  # (B, 4, 4)
-    src_from_dst = src.repeat_interleave(n, dim=0) @ torch.linalg.inv(dst)  # (B * T, 4, 4)
+    src = world_to_camera(source.float()).repeat_interleave(n, dim=0)  # (B * T, 4, 4)
+    src_from_dst = src @ torch.linalg.inv(dst)  # (B * T, 4, 4)
     k = intrinsics(h, w).to(dst).expand(b * n, 3, 3)
     points = depth_to_3d_v2(proxy_depth(dst, h, w)[:, 0], k)  # (B * T, H, W, 3) in the target cameras
-    moved = transform_points(src_from_dst[:, None], points)  # (B * T, H, W, 3) in the source cameras
-    grid = normalize_pixel_coordinates(project_points(moved, k[:, None, None]), h, w)  # in [-1, 1]
+    pixels = project_points(transform_points(src_from_dst[:, None], points), k[:, None, None])  # (B * T, H, W, 2)
+    grid = normalize_pixel_coordinates(pixels, h, w)  # in [-1, 1], pixel centres at the ends
     images = portrait.float().repeat_interleave(n, dim=0)  # (B * T, C, H, W)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    there = proxy_depth(src, h, w, beyond=1e3).repeat_interleave(n, dim=0)  # (B * T, 1, H, W) the source's head
-    there = F.grid_sample(there, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    seen = (moved[..., 2] <= there[:, 0] + SEEN_TOLERANCE).float()[:, None]  # (B * T, 1, H, W)
-    out = rearrange(torch.cat([out * seen, seen], dim=1), "(b t) c h w -> b c t h w", b=b)
-    same = (target == source[:, None]).all(dim=-1)  # (B, T) frames filmed from the portrait's camera
-    itself = torch.cat([portrait.float(), torch.ones_like(portrait[:, :1]).float()], dim=1)[:, :, None]
-    return torch.where(same[:, None, :, None, None], itself, out)
+    out = rearrange(out, "(b t) c h w -> b c t h w", b=b)
+    return torch.where(same[:, None, :, None, None], portrait.float()[:, :, None], out)

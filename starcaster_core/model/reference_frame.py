@@ -32,8 +32,7 @@ from ..view_warp import warp_portrait
 
 def turned_portrait(cond: Conditioning, device: torch.device) -> torch.Tensor:
     """The portrait (a reference is given) turned from the portrait's camera to each of the
-    conditioning's frame cameras, and where that view is seen (`view_warp.py`):
-    (B, C + 1, T, H, W) float32."""
+    conditioning's frame cameras (`view_warp.py`): (B, C, T, H, W) float32."""
     source = cond.reference_camera
     if source is None:  # the default frontal camera
         source = pose_features(torch.tensor(FRONTAL, device=device)).expand(cond.batch, -1)
@@ -43,21 +42,21 @@ def turned_portrait(cond: Conditioning, device: torch.device) -> torch.Tensor:
 def reference_planes(cond: Conditioning, like: torch.Tensor, warp: bool = False) -> torch.Tensor:
     """The portrait where it is on, zeros elsewhere, and a plane of 1 / 0 saying which, for
     every frame of `like` (B, C, T, H, W): (B, C + 1, T, H, W) float32. With `warp`, each
-    frame's portrait is turned from the portrait's camera to that frame's (the conditioning's
-    `reference_views` when it has them, else warped here), and the plane is 0 also where the
-    portrait does not show what that camera sees."""
+    frame's portrait is turned from the portrait's camera to that frame's: the conditioning's
+    `reference_views` when it has them, else warped here."""
     b, c, n, h, w = like.shape
     on = cond.reference_on().float().to(like.device)[:, None, None, None, None]  # (B, 1, 1, 1, 1)
     if cond.reference is None:
-        planes = like.new_zeros(b, c + 1, 1, h, w, dtype=torch.float32)
+        portrait = like.new_zeros(b, c, 1, h, w, dtype=torch.float32)
     else:
         got = tuple(cond.reference.shape)
         assert got == (b, c, h, w), f"reference must be {(b, c, h, w)}, got {got}"
-        planes = torch.cat([cond.reference.float(), torch.ones_like(cond.reference[:, :1]).float()], dim=1)[:, :, None]
+        portrait = cond.reference.float()[:, :, None]  # (B, C, 1, H, W)
         if warp and cond.reference_views is not None:
             got = tuple(cond.reference_views.shape)
-            assert got == (b, c + 1, n, h, w), f"reference_views must be {(b, c + 1, n, h, w)}, got {got}"
-            planes = cond.reference_views.float()
+            assert got == (b, c, n, h, w), f"reference_views must be {(b, c, n, h, w)}, got {got}"
+            portrait = cond.reference_views.float()
         elif warp:
-            planes = turned_portrait(cond, like.device)  # (B, C + 1, T, H, W)
-    return (planes * on).expand(b, c + 1, n, h, w)  # (B, C + 1, T, H, W)
+            portrait = turned_portrait(cond, like.device)  # (B, C, T, H, W)
+    portrait = (portrait * on).expand(b, c, n, h, w)
+    return torch.cat([portrait, on.expand(b, 1, n, h, w)], dim=1)  # (B, C + 1, T, H, W)
