@@ -152,3 +152,14 @@ def test_core_imports_without_comfyui():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+
+
+def test_a_bf16_model_makes_an_identity_from_a_portrait():
+    """The loader's bf16 choice: the identity encoder resizes the crop in fp32 (CPU antialiased
+    resizing has no bf16 kernel; the bench found it failing) and reads it in bf16, close to
+    what the fp32 model reads."""
+    model = tiny_model()
+    portrait = torch.rand(80, 60, 3, generator=torch.Generator().manual_seed(0))
+    full = encode_portrait(model, portrait, "center").embedding
+    half = encode_portrait(model.to(torch.bfloat16), portrait, "center").embedding
+    assert half.dtype == torch.float32 and (half - full).abs().max() < 0.05 * full.abs().max()

@@ -30,7 +30,8 @@ class IdentityEncoder(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         dtype = self.head.weight.dtype
-        x = F.interpolate(crops.to(dtype), size=(self.size, self.size), mode="bilinear", antialias=True)
+        # resized in fp32 (CPU antialiased resizing has no bf16 kernel), then cast to the weights' dtype
+        x = F.interpolate(crops.float(), size=(self.size, self.size), mode="bilinear", antialias=True).to(dtype)
         h = self.features(x)  # (B, 128, S/16, S/16)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 256)
         return self.head(pooled).float()
