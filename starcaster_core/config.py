@@ -98,9 +98,11 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # 64x64 RGB in pixel space, no VAE: sized to run faster than real time on 2 CPU cores. No
-    # head-pose prior: the model ignores its camera, which the prior turns (README, session 11).
-    "demo": ModelConfig(head_channels=32, silu_conditioning=True, reference_frame=True),
+    # 64x64 RGB in pixel space, no VAE: sized to run faster than real time on 2 CPU cores. The
+    # portrait is turned to each frame's camera, and the head-pose prior turns that camera with
+    # the speech (README, Status, session 14).
+    "demo": ModelConfig(head_channels=32, silu_conditioning=True, reference_frame=True, reference_warp=True,
+                        pose_prior=64),
     # 512x512 video in a 4-channel VAE latent space (SD1.5/SDXL VAE, 64x64 latents): one GPU.
     "base": ModelConfig(
         name="base", space="latent", channels=4, height=64, width=64, vae_scale=8, patch=2,

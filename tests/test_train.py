@@ -340,8 +340,8 @@ def test_a_warping_model_trained_on_portraits_from_the_clips_camera_trains_as_on
 def test_the_command_line_changes_preset_fields_and_refuses_unknown_ones():
     from starcaster_core.train.__main__ import parse
 
-    assert parse(["--model", '{"reference_warp": true, "pose_prior": 64}']).model_config() == replace(
-        PRESETS["demo"], reference_warp=True, pose_prior=64)
+    assert parse(["--model", '{"reference_warp": false, "pose_prior": 0}']).model_config() == replace(
+        PRESETS["demo"], reference_warp=False, pose_prior=0)
     assert parse([]).model_config() == PRESETS["demo"]
     for bad in ('{"warp": true}', '[1, 2]'):
         with pytest.raises(ValueError, match="JSON object of ModelConfig fields"):

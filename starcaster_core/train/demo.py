@@ -36,9 +36,14 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     the world's frontal portraits (the trainer's default) move the head but cost view error
     (README, Status, session 9). mouth_boxes=0: the lip reader crops the fixed box, as the
     shipped model trained (world shards carry mouth boxes since session 13). val_every: held-out
-    scores in log.jsonl and loss.png."""
+    scores in log.jsonl and loss.png. The preset turns the portrait to each frame's camera
+    (`reference_warp`): a portrait filmed from the clip's own camera is not moved, so stages 1
+    and 2 train as without the warp, and a model that learned to copy its portrait's view copies
+    the view the warp turns a frontal portrait to (README, Status, session 14). pose_steps: the
+    head-pose prior that turns the camera with the speech, trained last."""
     return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=500, sync_steps=1000,
-                       views_steps=0, edge_weight=4.0, portrait_share=0.0, mouth_boxes=0, until="sync")
+                       views_steps=0, edge_weight=4.0, portrait_share=0.0, mouth_boxes=0, until="sync",
+                       pose_steps=1500)
 
 
 def main() -> None:
