@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from starcaster_core.audio import audio_features
+from starcaster_core.config import PRESETS
 from starcaster_core.default import DEFAULT_WEIGHTS, default_model
 from starcaster_core.eval.evaluate import conditioning_identity, generate_frames
 from starcaster_core.eval.inputs import heldout_clips
@@ -88,6 +89,4 @@ def test_the_demo_recipe_is_the_one_the_shipped_model_was_trained_with():
     differ = {k: (v, recipe.get(k)) for k, v in shipped.items() if k not in where and recipe.get(k) != v}
     assert not differ, f"the demo recipe drifted from the shipped model's: {differ}"
     assert recipe["mouth_boxes"] == 0 and recipe["model"] == "" and recipe["lip_reader_robust"] == 0
-    from starcaster_core.config import PRESETS
-
     assert default_model().config == PRESETS["demo"]
