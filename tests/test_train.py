@@ -505,6 +505,23 @@ def test_validation_rows_score_held_out_clips_during_training(world16, tmp_path)
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
 
+def test_validation_leaves_out_the_head_pose_prior_that_trains_after_the_stages():
+    """A model with an untrained (random) head-pose prior is scored as the same model without
+    one (the prior would turn the head at random), and keeps its prior afterwards."""
+    from core_helpers import tiny_model
+
+    from starcaster_core.train.validate import Validator
+
+    model = tiny_model()  # every weight random: the frames depend on the camera the prior would turn
+    assert model.pose_prior is not None
+    prior = model.pose_prior
+    validator = Validator(1, 0.4, torch.device("cpu"), model.config)
+    with_prior = validator(model)
+    assert model.pose_prior is prior, "the prior is put back"
+    model.pose_prior = None
+    assert validator(model) == with_prior
+
+
 @pytest.mark.parametrize("context_noise", [0.0, 0.15])
 def test_context_chunks_train_at_the_levels_the_sampler_keeps_its_context_at(context_noise):
     from starcaster_core.train.objective import chunk_times

@@ -5,7 +5,8 @@ context, where a run can lose its lip sync while the training loss keeps falling
 Status). So every `val_every` steps the trainer generates `val_clips` clips with the default
 sampler settings, from identities, speech and camera paths of seeds VALIDATION_SEED + i (apart
 from the training data and from the test clips of `python -m starcaster_core.eval --heldout`),
-and logs the model's score of every metric as `val_<metric>` rows of log.jsonl.
+and logs the model's score of every metric as `val_<metric>` rows of log.jsonl. The head-pose
+prior is left out (it trains after the stages; untrained, it turns the head at random).
 
 With `keep_best` the trainer also saves `best.safetensors`: the weights of the validation in the
 run's last stage that scored best on that metric (the score swings by 0.3 in lip sync between
@@ -52,10 +53,13 @@ class Validator:
     def __call__(self, model: STARCaster) -> dict[str, float]:
         """{"val_<metric>": the model's mean score} over the clips (metrics without a score are left out)."""
         was_training = model.training
+        # the head-pose prior trains after the stages: untrained here, it would turn the head at random
+        prior, model.pose_prior = model.pose_prior, None
         model.eval()
         try:
             results = [evaluate_clip(model, self.meters, clip, EvalSettings(), self.device) for clip in self.clips]
         finally:
+            model.pose_prior = prior
             model.train(was_training)
         return {f"val_{name}": round(score.model, 4) for name, score in summarise(results).items()
                 if score.model is not None and not math.isnan(score.model)}
