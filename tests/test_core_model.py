@@ -315,3 +315,37 @@ def test_copy_previous_starts_every_chunk_from_the_clean_frame_before_it():
     torch.testing.assert_close(out[:, :, 0:2], torch.full_like(out[:, :, 0:2], 0.25))  # no frame before: mu
     torch.testing.assert_close(out[:, :, 2:4], x[:, :, 1:2].expand_as(out[:, :, 2:4]))  # frame 1, at t = 0.05
     torch.testing.assert_close(out[:, :, 4:6], torch.full_like(out[:, :, 4:6], 0.25))  # frame 3 is pure noise
+
+
+def test_bf16_training_attention_equals_sdpa_in_values_and_gradients():
+    """`attend` writes the product out for bf16 training on a CPU (SDPA's CPU backward is slow
+    there); it must compute what SDPA computes, forward and backward, and keep SDPA elsewhere."""
+    import torch.nn.functional as F
+
+    from starcaster_core.model.attention import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 32, generator=g) for _ in range(3))
+    k = torch.cat([k, torch.randn(2, 4, 20, 32, generator=g)], dim=2)  # more keys than queries
+    v = torch.cat([v, torch.randn(2, 4, 20, 32, generator=g)], dim=2)
+    up = torch.randn(2, 4, 16, 32, generator=g)  # upstream gradient
+
+    def run(fn, dtype):
+        leaves = [x.detach().to(dtype).clone().requires_grad_() for x in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(up.to(dtype))
+        return out.float(), [x.grad.float() for x in leaves]
+
+    ref, ref_grads = run(F.scaled_dot_product_attention, torch.float32)
+    out, grads = run(attend, torch.bfloat16)
+    torch.testing.assert_close(out, ref, atol=3e-2, rtol=3e-2)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, atol=5e-2, rtol=5e-2)
+    assert grads[0].abs().mean() > 0.05  # gradients reach the queries
+    # the bf16 product written out is the path taken (SDPA in bf16 differs from it in rounding) ...
+    manual = ((q.bfloat16() * 32 ** -0.5) @ k.bfloat16().transpose(-1, -2)).softmax(-1) @ v.bfloat16()
+    assert torch.equal(attend(*(x.bfloat16().requires_grad_() for x in (q, k, v))).detach(), manual)
+    # ... and without gradients (sampling) SDPA is
+    with torch.no_grad():
+        assert torch.equal(attend(q.bfloat16(), k.bfloat16(), v.bfloat16()),
+                           F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()))

@@ -424,7 +424,8 @@ def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):
 @torch.no_grad()
 def test_self_forcing_rollout_is_the_autoregressive_sampler():
     """The context self-forcing trains on is what the AR sampler generates: same noise, same
-    steps, chunk after chunk on the model's own earlier chunks."""
+    steps, chunk after chunk on the model's own earlier chunks (the rollout caches them, this
+    reference recomputes them)."""
     from core_helpers import TINY, tiny_cond, tiny_model
 
     from starcaster_core.flow import timesteps

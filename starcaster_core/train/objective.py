@@ -41,9 +41,10 @@ def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: to
 @torch.no_grad()
 def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator) -> torch.Tensor:
     """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W), made by the
-    AR sampler itself (`steps` Euler steps per chunk, the whole context recomputed)."""
+    AR sampler itself (`steps` Euler steps per chunk, the whole context kept in its KV cache, as
+    at inference; recomputing it each step is the same video, slower)."""
     return sample_video(model.denoiser, cond.frame_slice(0, n_frames), timesteps(steps), generator=g,
-                        chunk=model.config.chunk, context=None, use_cache=False)
+                        chunk=model.config.chunk, context=None)
 
 
 def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
