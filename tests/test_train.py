@@ -202,6 +202,31 @@ def test_a_blurred_lip_reader_ignores_patterns_no_mouth_has(sampler):
     assert mouth_moved > 10 * blur_moved, (mouth_moved, blur_moved)
 
 
+def test_a_centred_lip_reader_reads_no_tint_and_asks_for_none(sampler):
+    """A centred reader's features do not move when the whole crop turns redder (a plain one's
+    do), so the lip-reading loss through it pushes no colour into the crop: its gradient sums
+    to 0 over each crop and channel. A change of mouth still moves the features."""
+    torch.manual_seed(0)
+    plain = LipReader(SMALL.audio_mels).eval()
+    centred = LipReader(SMALL.audio_mels, centre=True).eval()
+    centred.load_state_dict(plain.state_dict())
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(3))
+    crops = mouth_crops(batch["frames"].flatten(0, 1), None)  # (N, 3, 24, 24): the default box
+    tint = torch.tensor([0.2, -0.1, 0.0])[None, :, None, None]  # redder, less green
+    opening = batch["mouth"].flatten(0, 1)
+    wide, shut = int(opening.argmax()), int(opening.argmin())
+    with torch.no_grad():
+        plain_moved = float((plain(crops + tint)[0] - plain(crops)[0]).abs().mean())
+        centred_moved = float((centred(crops + tint)[0] - centred(crops)[0]).abs().mean())
+        mouth_moved = float((centred(crops[wide:wide + 1])[0] - centred(crops[shut:shut + 1])[0]).abs().mean())
+    assert centred_moved < 0.01 * plain_moved, (centred_moved, plain_moved)
+    assert mouth_moved > 0.5 * plain_moved, (mouth_moved, plain_moved)
+    pred = crops.roll(1, dims=0).requires_grad_()  # other mouths, to be moved towards these
+    lip_feature_loss(centred, pred, crops).backward()
+    assert pred.grad.abs().sum() > 0
+    torch.testing.assert_close(pred.grad.sum(dim=(2, 3)), torch.zeros(pred.shape[:2]), atol=1e-6, rtol=0)
+
+
 def test_a_linear_lip_readers_loss_is_least_at_the_mean_of_the_real_mouths(sampler):
     """With a linear reader, the lip-reading loss over several real frames (what a noisy input
     leaves open) is least at their mean, as the flow loss is: no added pattern lowers it."""

@@ -51,6 +51,11 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.lr * (tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def new_reader(tc: TrainConfig, n_mels: int) -> LipReader:
+    """An untrained lip reader of the run's kind."""
+    return LipReader(n_mels, blur=tc.lip_blur, kind=tc.lip_reader, centre=bool(tc.lip_reader_centre))
+
+
 def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device, attempts: int = 3) -> LipReader:
     """Train the lip reader on ground-truth mouth crops (same seeds on every rank), then freeze
     it. A reader whose features collapsed (every mouth reads the same: the lip loss would be 0,
@@ -69,7 +74,7 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
     """(reader trained from `seed`, spread of its features over the last batch's crops)."""
     with torch.random.fork_rng(devices=[]):  # its init must not depend on what ran before
         torch.manual_seed(seed)
-        reader = LipReader(sampler.config.audio_mels, blur=tc.lip_blur, kind=tc.lip_reader).to(device)
+        reader = new_reader(tc, sampler.config.audio_mels).to(device)
     opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
     for step in range(tc.lip_reader_steps):
@@ -168,7 +173,7 @@ def train(tc: TrainConfig) -> Path:
         model.identity_std.copy_(stats[1])
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
     state_path = out / "state.safetensors"
-    reader = LipReader(config.audio_mels, blur=tc.lip_blur, kind=tc.lip_reader).to(device)
+    reader = new_reader(tc, config.audio_mels).to(device)
     if config.frame_prior and not state_path.is_file():
         mse = model.denoiser.fit_prior(sampler.prior_pairs())
         log.info("frame prior fitted by least squares: mse %.4f", mse)
