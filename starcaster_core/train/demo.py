@@ -4,7 +4,8 @@
 
 writes the avatar world to --data (unless it is there), trains the `demo` preset into --out and,
 with --install, copies the result to starcaster_core/weights/demo.safetensors (what the Model
-Loader offers by default). Sized for 30 minutes on 2 CPU cores (README, Status: measured).
+Loader offers by default). Sized for 30 minutes on 2 CPU cores; the measured wall times, which
+move with the machine's state, are in README, Status.
 """
 
 from __future__ import annotations
