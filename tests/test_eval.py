@@ -19,8 +19,9 @@ from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, loa
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRIC_NAMES = ("lipsync_r", "lipsync_offset", "view_error_deg", "camera_follow", "identity_distance",
-                "identity_distance_model", "fidelity_fd", "continuity", "drift_ratio", "pose_diversity_deg")
+METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "lipsync_offset", "view_error_deg", "camera_follow",
+                "identity_distance", "identity_distance_model", "fidelity_fd", "continuity", "drift_ratio",
+                "pose_diversity_deg")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -118,6 +119,21 @@ def test_lipsync_gt_near_perfect_and_shuffled_near_chance(meters, talking):
     assert sum(abs(r) for r in shuffled) / len(shuffled) < 0.25
     assert M.lipsync_offset(measured, gt) == 0  # rendered frames are in sync with the rule...
     assert M.lipsync_offset(measured[3:], gt[:-3]) == -3  # ...and an audio track 3 frames late is found
+
+
+def test_lipsync_without_the_tint_reads_the_mouth_not_the_colour(meters, talking):
+    """`hold_colour` takes away a tint of whole frames and nothing else; the mouth meter reads a
+    still face that turns redder with the speech partly as talking, and nothing once each
+    frame's colour is held; ground truth still scores near perfect with its colour held."""
+    frames, gt = talking["frames"], talking["mouth"]
+    tint = 0.1 * (gt - gt.mean()) / gt.std()  # (T,) in time with the speech
+    red = torch.stack([tint, -tint, torch.zeros_like(tint)], 1)[:, :, None, None]  # (T, 3, 1, 1)
+    torch.testing.assert_close(M.hold_colour(frames + red), M.hold_colour(frames) + red.mean(0), atol=1e-5, rtol=0)
+    still = frames[int(gt.argmin())].expand_as(frames)  # a shut mouth held for every frame
+    tinted = still + red  # not clipped to 0..1 (the meters clip): a tint clipped away is not all taken back
+    assert M.lipsync_r(meters.measure(tinted).mouth, gt) > 0.3
+    assert M.lipsync_r(meters.measure(M.hold_colour(tinted)).mouth, gt) == 0.0  # every frame alike: r is 0
+    assert M.lipsync_r(meters.measure(M.hold_colour(frames)).mouth, gt) >= 0.9
 
 
 def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):

@@ -182,6 +182,9 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     shuffled = M.shuffle_blocks(gt_mouth, max(1, round(SHUFFLE_BLOCK_S * fps)), g)  # speech at the wrong moments
     scores["lipsync_r"] = Score(M.lipsync_r(m_gen.mouth, gt_mouth), M.lipsync_r(m_gt.mouth, gt_mouth),
                                 M.lipsync_r(m_gt.mouth, shuffled))
+    held_gen, held_gt = (meters.measure(M.hold_colour(f)).mouth for f in (gen, gt_frames))  # a tint reads as nothing
+    scores["lipsync_r_no_tint"] = Score(M.lipsync_r(held_gen, gt_mouth), M.lipsync_r(held_gt, gt_mouth),
+                                        M.lipsync_r(held_gt, shuffled))
     late = torch.cat([m_gt.mouth[:OFFSET_BASELINE], m_gt.mouth[:-OFFSET_BASELINE]])  # GT, OFFSET_BASELINE frames late
     scores["lipsync_offset"] = Score(float(M.lipsync_offset(m_gen.mouth, gt_mouth)),
                                      float(M.lipsync_offset(m_gt.mouth, gt_mouth)),

@@ -8,6 +8,10 @@ metric                 definition (better is)
 =====================  =====================================================================
 lipsync_r              Pearson r of the mouth opening measured on the frames and the opening
                        the lip-sync rule derives from the audio (higher; 1 = perfect)
+lipsync_r_no_tint      lipsync_r measured on the frames with each one's mean colour set to the
+                       clip's (``hold_colour``): a tint of whole frames that follows the
+                       speech, which the mouth meter partly reads as an open mouth, reads as
+                       nothing (higher)
 lipsync_offset         the shift of the measured mouth (frames; > 0 = the video is late) at
                        which that r peaks, within +-max_lag (0 = in sync; SyncNet's offset)
 view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured head-relative
@@ -37,7 +41,7 @@ import torch
 
 # which way each metric improves (lipsync_offset has a target, 0, not a direction)
 LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
-HIGHER_IS_BETTER = ("lipsync_r", "drift_ratio", "pose_diversity_deg", "camera_follow")
+HIGHER_IS_BETTER = ("lipsync_r", "lipsync_r_no_tint", "drift_ratio", "pose_diversity_deg", "camera_follow")
 
 FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
 SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
@@ -57,6 +61,13 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 def lipsync_r(measured_opening: torch.Tensor, gt_opening: torch.Tensor) -> float:
     """(T,) measured mouth opening vs (T,) ground-truth opening from the audio -> Pearson r."""
     return pearson(measured_opening, gt_opening)
+
+
+def hold_colour(frames: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) frames with each frame's mean colour (per channel) replaced by the mean over
+    all of them: what changes from frame to frame is then the picture, not a tint of all of it."""
+    frame_mean = frames.mean(dim=(2, 3), keepdim=True)  # (T, 3, 1, 1)
+    return frames - frame_mean + frame_mean.mean(dim=0, keepdim=True)
 
 
 def lipsync_offset(measured_opening: torch.Tensor, gt_opening: torch.Tensor, max_lag: int = 4) -> int:
