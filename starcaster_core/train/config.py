@@ -48,7 +48,7 @@ class TrainConfig:
     lip_max_t: float = 1.0  # the lip-reading loss scores estimates made at noise levels up to this only
     lip_reader_noise: float = 0.0  # the lip reader trains on crops with pixel noise of std up to this (robust features)
     lip_reader_robust: float = 0.0  # L2 radius of the worst-case crops the lip reader trains on (0: none)
-    lip_reader_centre: int = 0  # the lip reader reads crops less 1: their mean colour, 2: their frame's (0: neither)
+    lip_reader_centre: int = 0  # 1: the lip reader reads each crop less its mean colour (a tint reads as nothing)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)
     edge_weight: float = 0.0  # weight of the gradient-difference loss of the clean estimate (objective.edge_loss)
     mouth_boxes: int = 1  # 1: crop each frame's mouth at the data's `mouth_box` where it has one; 0: the fixed box

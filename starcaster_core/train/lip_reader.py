@@ -42,14 +42,9 @@ def box_edges(boxes: torch.Tensor | None, lead: tuple[int, ...], device=None) ->
     return cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
 
 
-def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None, less_frame_colour: bool = False) -> torch.Tensor:
-    """frames (N, 3, H, W), boxes (N, 4) = (cx, cy, w, h) in [0, 1] or None -> (N, 3, CROP, CROP).
-    `less_frame_colour`: each crop less its whole frame's mean colour (per channel), so a tint of
-    the whole frame reads as nothing while the mouth's colour against the face still does
-    (`TrainConfig.lip_reader_centre` 2)."""
+def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
+    """frames (N, 3, H, W), boxes (N, 4) = (cx, cy, w, h) in [0, 1] or None -> (N, 3, CROP, CROP)."""
     n, _, h, w = frames.shape
-    if less_frame_colour:
-        frames = frames - frames.mean(dim=(2, 3), keepdim=True)  # (N, 3, H, W) less each frame's colour
     left, right, top, bottom = box_edges(boxes, (n,), frames.device)
     x0, x1, y0, y1 = left * (w - 1), right * (w - 1), top * (h - 1), bottom * (h - 1)
     corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),

@@ -178,8 +178,7 @@ def batch_loss(
         pred = rearrange(x0_pred, "b c t h w -> b t c h w")[target]  # (n, C, H, W)
         real = rearrange(x0, "b c t h w -> b t c h w")[target]
         boxes = batch["mouth_box"][target] if "mouth_box" in batch else None
-        less = tc.lip_reader_centre == 2  # each crop less its frame's colour: a tint of the frame reads as nothing
-        lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes, less), mouth_crops(real, boxes, less))
+        lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes))
         loss = loss + tc.lip_weight * lip
         parts["lip"] = lip.item()
     parts["loss"] = loss.item()

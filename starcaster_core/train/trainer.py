@@ -53,7 +53,7 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 def new_reader(tc: TrainConfig, n_mels: int) -> LipReader:
     """An untrained lip reader of the run's kind."""
-    return LipReader(n_mels, blur=tc.lip_blur, kind=tc.lip_reader, centre=tc.lip_reader_centre == 1)
+    return LipReader(n_mels, blur=tc.lip_blur, kind=tc.lip_reader, centre=bool(tc.lip_reader_centre))
 
 
 def train_lip_reader(sampler: ClipSampler, tc: TrainConfig, device: torch.device, attempts: int = 3) -> LipReader:
@@ -77,13 +77,12 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
         reader = new_reader(tc, sampler.config.audio_mels).to(device)
     opt = torch.optim.AdamW(reader.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(seed)
-    less = tc.lip_reader_centre == 2  # crops less their frame's colour (lip_reader.mouth_crops)
     for step in range(tc.lip_reader_steps):
         batch = sampler.sample(tc.batch, 0.0, g)
         frames = batch["frames"].flatten(0, 1).to(device)  # (B * T, 3, H, W)
         boxes = batch["mouth_box"].flatten(0, 1).to(device) if "mouth_box" in batch else None
         opening = batch["mouth"].flatten(0, 1).to(device) if "mouth" in batch else None
-        crops = mouth_crops(frames, boxes, less)  # (N, 3, CROP, CROP)
+        crops = mouth_crops(frames, boxes)  # (N, 3, CROP, CROP)
         if tc.lip_reader_noise > 0:  # features noise does not move (measured: stage 2 drew coarser patterns)
             std = torch.rand(crops.shape[0], 1, 1, 1, generator=g) * tc.lip_reader_noise  # (N, 1, 1, 1)
             crops = crops + (std * torch.randn(crops.shape, generator=g)).to(device)
@@ -98,7 +97,7 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
         if step % 200 == 0:
             log.info("lip reader step %d loss %.4f", step, loss.item())
     with torch.no_grad():
-        spread = float(reader(mouth_crops(frames, boxes, less))[0].var(dim=0).mean()) if tc.lip_reader_steps else 1.0
+        spread = float(reader(mouth_crops(frames, boxes))[0].var(dim=0).mean()) if tc.lip_reader_steps else 1.0
     return reader, spread
 
 
