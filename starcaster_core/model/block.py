@@ -28,22 +28,25 @@ class Block(nn.Module):
         _, k, v = self.attn.project(self.sink_norm(sink_tokens))
         return k, v
 
-    def modulation(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Per-token shift1, scale1, gate1, shift2, scale2, gate2: 6 x (B, L, D)."""
-        per_frame = x.shape[1] // cond.shape[1]  # N tokens per frame
-        mod = self.ada(cond).repeat_interleave(per_frame, dim=1)  # (B, T, 6D) -> (B, T * N, 6D)
-        return mod.chunk(6, dim=-1)
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-frame shift1, scale1, gate1, shift2, scale2, gate2: 6 x (B, T, 1, D), broadcast
+        over a frame's N tokens (not repeated for each: that was a copy of 6 D per token)."""
+        return self.ada(cond)[:, :, None].chunk(6, dim=-1)  # (B, T, 6D) -> 6 x (B, T, 1, D)
 
     def keys_values(self, x, cond, rope) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the keys/values this block's attention makes of x (rotated as `forward` returns
         them): all a cache-writing pass needs of the last block."""
-        shift1, scale1 = self.modulation(x, cond)[:2]
-        return self.attn.keys_values(modulate(self.norm1(x), shift1, scale1), rope)
+        b, length, d = x.shape
+        shift1, scale1 = self.modulation(cond)[:2]
+        h = modulate(self.norm1(x.view(b, cond.shape[1], -1, d)), shift1, scale1)  # (B, T, N, D)
+        return self.attn.keys_values(h.view(b, length, d), rope)
 
     def forward(self, x, cond, rope, sink, past, groups):
         """x: (B, T * N, D) tokens of T frames; cond: (B, T, D) per-frame conditioning."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(x, cond)
-        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), rope, sink, past, groups)
-        x = x + gate1 * h
+        b, length, d = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond)
+        x = x.view(b, cond.shape[1], -1, d)  # (B, T, N, D): a frame's tokens share its modulation
+        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1).view(b, length, d), rope, sink, past, groups)
+        x = x + gate1 * h.view_as(x)
         x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
-        return x, kv
+        return x.view(b, length, d), kv
