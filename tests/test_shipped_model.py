@@ -11,7 +11,7 @@ from starcaster_core.default import DEFAULT_WEIGHTS, default_model
 from starcaster_core.eval.evaluate import conditioning_identity, generate_frames
 from starcaster_core.eval.inputs import heldout_clips
 from starcaster_core.eval.meters import load_meters
-from starcaster_core.eval.metrics import identity_distance, lipsync_r, shuffle_blocks
+from starcaster_core.eval.metrics import hold_colour, identity_distance, lipsync_r, shuffle_blocks
 from starcaster_core.generate import GenerateSettings, SpeechConditioning
 from starcaster_core.synthetic.lipsync import mouth_from_audio
 
@@ -19,13 +19,15 @@ pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no traine
 
 
 def test_shipped_model_lip_syncs_on_unseen_audio_and_identity():
+    """Measured with each frame's mean colour held (`lipsync_r_no_tint`): the session 14 and 15
+    models passed the plain measure with a tint of the whole frame that followed the speech."""
     model, meters = default_model(), load_meters()
     clip = heldout_clips(1, 4.0)[0]  # held-out identity and speech, static camera
     feats = audio_features(clip.wave, clip.sample_rate, model.config.fps, model.config)
     speech = SpeechConditioning(feats, conditioning_identity(model, meters, clip))
     frames = generate_frames(model, speech, None, GenerateSettings(seed=0), torch.device("cpu"))  # (T, 3, H, W)
     assert frames.shape == (feats.n_frames, 3, *model.config.pixel_size)
-    measured = meters.measure(frames).mouth
+    measured = meters.measure(hold_colour(frames)).mouth
     truth = torch.as_tensor(mouth_from_audio(clip.wave, clip.sample_rate, model.config.fps)["mouth"]).float()
     r = lipsync_r(measured, truth)
     shuffled = lipsync_r(measured, shuffle_blocks(truth, 5, torch.Generator().manual_seed(0)))

@@ -32,9 +32,11 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     rate annealed to a tenth of its peak by the end (the cosine spans every stage's steps), the
     edge loss keeping the lip-reading loss from drawing its texture over the frames (session 10).
     Stage 3's orbit clips take another of their frames as portrait, filmed from another camera,
-    so the model learns to mend the portrait the warp turns. This recipe's model scored lip sync
-    0.76 on held-out clips where session 14's (500 + 1000 steps, no stage 3) scored 0.66, one
-    run each (README, Status, session 15).
+    so the model learns to mend the portrait the warp turns (session 15).
+    lip_reader_centre=1: the lip reader reads each crop less its mean colour. Without it the
+    models of sessions 14 and 15 tinted the whole frame in time with the speech, and most of
+    their measured lip sync was that tint: 0.39 with each frame's colour held (`lipsync_r_no_tint`)
+    against 0.62 for this recipe's model (README, Status, session 16).
     portrait_share=0: the portrait is another frame of the clip; the world's frontal portraits
     (the trainer's default) move the head but cost view error (README, Status, session 9).
     mouth_boxes=0: the lip reader crops the fixed box, as the shipped models trained (world shards
@@ -45,8 +47,8 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     portrait to (README, Status, session 14). pose_steps: the head-pose prior that turns the
     camera with the speech, trained last."""
     return TrainConfig(data=data, out=out, threads=threads, val_every=250, motion_steps=500, sync_steps=750,
-                       views_steps=250, edge_weight=4.0, portrait_share=0.0, mouth_boxes=0, until="views",
-                       pose_steps=1500)
+                       views_steps=250, edge_weight=4.0, portrait_share=0.0, mouth_boxes=0, lip_reader_centre=1,
+                       until="views", pose_steps=1500)
 
 
 def main() -> None:

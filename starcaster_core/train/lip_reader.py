@@ -78,8 +78,9 @@ class LipReader(nn.Module):
     plain crops reads an open mouth partly from the crop turning redder, and the models trained
     with it tinted the whole frame with the speech (session 15: the per-frame red-minus-green
     offset of the frame from the ground truth correlated with the mouth opening at r 0.93).
-    Measured on the demo recipe: the tint almost gone, fidelity better, lip sync 0.58 against
-    0.76 (README, Status, session 15), so the recipe does not use it.
+    Measured on the demo recipe: the tint almost gone, fidelity 0.68 against 0.90, and the lip
+    sync of the mouth itself (each frame's colour held: `lipsync_r_no_tint`) 0.62 against 0.39;
+    the recipe uses it since session 16 (README, Status).
     """
 
     def __init__(self, n_mels: int, features: int = 64, blur: float = 0.0, kind: ReaderKind = "conv",
