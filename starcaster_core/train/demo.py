@@ -35,8 +35,9 @@ def demo_config(data: str, out: str, threads: int = 0) -> TrainConfig:
     so the model learns to mend the portrait the warp turns (session 15).
     lip_reader_centre=1: the lip reader reads each crop less its mean colour. Without it the
     models of sessions 14 and 15 tinted the whole frame in time with the speech, and most of
-    their measured lip sync was that tint: 0.39 with each frame's colour held (`lipsync_r_no_tint`)
-    against 0.62 for this recipe's model (README, Status, session 16).
+    session 15's measured lip sync was that tint: 0.39 with each frame's colour held
+    (`lipsync_r_no_tint`) against 0.62 and 0.66 for two runs of this recipe (README, Status,
+    session 16).
     portrait_share=0: the portrait is another frame of the clip; the world's frontal portraits
     (the trainer's default) move the head but cost view error (README, Status, session 9).
     mouth_boxes=0: the lip reader crops the fixed box, as the shipped models trained (world shards
