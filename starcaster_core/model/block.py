@@ -8,8 +8,15 @@ from torch import nn
 from .attention import Attention
 
 
+def per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Tokens (B, T * N, D) of T frames as a view (B, T, N, D), for per-frame (B, T, 1, D) terms."""
+    return x.view(x.shape[0], frames, -1, x.shape[-1])
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    """x (B, T * N, D) or (B, T, N, D); shift and scale (B, T, 1, D), broadcast over each frame's
+    N tokens (not repeated for each) -> x's shape."""
+    return (per_frame(x, shift.shape[1]) * (1 + scale) + shift).view_as(x)
 
 
 class Block(nn.Module):
@@ -30,23 +37,20 @@ class Block(nn.Module):
 
     def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Per-frame shift1, scale1, gate1, shift2, scale2, gate2: 6 x (B, T, 1, D), broadcast
-        over a frame's N tokens (not repeated for each: that was a copy of 6 D per token)."""
+        over a frame's N tokens (`per_frame`), not repeated for each."""
         return self.ada(cond)[:, :, None].chunk(6, dim=-1)  # (B, T, 6D) -> 6 x (B, T, 1, D)
 
     def keys_values(self, x, cond, rope) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the keys/values this block's attention makes of x (rotated as `forward` returns
         them): all a cache-writing pass needs of the last block."""
-        b, length, d = x.shape
         shift1, scale1 = self.modulation(cond)[:2]
-        h = modulate(self.norm1(x.view(b, cond.shape[1], -1, d)), shift1, scale1)  # (B, T, N, D)
-        return self.attn.keys_values(h.view(b, length, d), rope)
+        return self.attn.keys_values(modulate(self.norm1(x), shift1, scale1), rope)
 
     def forward(self, x, cond, rope, sink, past, groups):
         """x: (B, T * N, D) tokens of T frames; cond: (B, T, D) per-frame conditioning."""
-        b, length, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond)
-        x = x.view(b, cond.shape[1], -1, d)  # (B, T, N, D): a frame's tokens share its modulation
-        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1).view(b, length, d), rope, sink, past, groups)
-        x = x + gate1 * h.view_as(x)
-        x = x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
-        return x.view(b, length, d), kv
+        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), rope, sink, past, groups)
+        frames = per_frame(x, cond.shape[1])  # (B, T, N, D): a frame's tokens share its gates
+        frames = frames + gate1 * per_frame(h, cond.shape[1])
+        frames = frames + gate2 * self.mlp(modulate(self.norm2(frames), shift2, scale2))
+        return frames.view_as(x), kv

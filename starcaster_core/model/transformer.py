@@ -299,8 +299,7 @@ class STARCasterDenoiser(nn.Module):
 
         # 5. per-frame final modulation, un-patchify and (optionally) the full-resolution head
         shift, scale = self.final_ada(frame_cond)[:, :, None].chunk(2, dim=-1)  # 2 x (B, T, 1, D)
-        tokens = modulate(self.final_norm(tokens.view(b, n_frames, per_frame, -1)), shift, scale)  # (B, T, N, D)
-        tokens = tokens.flatten(1, 2)  # (B, L, D)
+        tokens = modulate(self.final_norm(tokens), shift, scale)  # (B, L, D)
         out = rearrange(  # (B, L, p * p * C) -> (B, C, T, H, W)
             self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         )
