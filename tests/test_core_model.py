@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
 import torch
 from core_helpers import TINY, tiny_cond, tiny_model, tiny_video
 
+from starcaster_core.bench.baseline import sliding_window_video
 from starcaster_core.flow import timesteps
 from starcaster_core.model.pixel_head import faded
 from starcaster_core.sampler import Guidance, sample_video
@@ -349,3 +351,22 @@ def test_bf16_training_attention_equals_sdpa_in_values_and_gradients():
     with torch.no_grad():
         assert torch.equal(attend(q.bfloat16(), k.bfloat16(), v.bfloat16()),
                            F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()))
+
+
+@pytest.mark.parametrize("overlap", [4, 12])
+def test_sliding_window_baseline_makes_every_frame_once_and_repasses_its_overlap(overlap):
+    """The bench's baseline: exactly the frames asked for (none padded or cut), each window of
+    16 frames denoised `steps` times, windows moving on by 16 - overlap frames; the frames
+    before a window's new ones are the earlier windows' output, never redrawn."""
+    model, frames, steps = tiny_model().denoiser, 30, 3
+    passes = []
+    hook = model.register_forward_hook(lambda m, args, out: passes.append(args[0].shape[2]))
+    video = sliding_window_video(model, tiny_cond(frames), timesteps(steps), window=16, overlap=overlap,
+                                 generator=torch.Generator().manual_seed(0))
+    hook.remove()
+    assert video.shape[2] == frames
+    windows = 1 + math.ceil((frames - 16) / (16 - overlap))
+    assert len(passes) == windows * steps and passes[0] == 16 and max(passes) == 16
+    first = sliding_window_video(model, tiny_cond(frames).frame_slice(0, 16), timesteps(steps), window=16,
+                                 overlap=overlap, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(video[:, :, :16], first, rtol=0, atol=0)

@@ -181,6 +181,9 @@ def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tup
     cached, t_cache = timed(lambda: sample_video(den, cond, sched, generator=seeded(), **kw))
     recomputed, t_re = timed(lambda: sample_video(den, cond, sched, generator=seeded(), use_cache=False, **kw))
     _, t_slide = timed(lambda: sliding_window_video(den, cond, sched, window=16, overlap=4, generator=seeded()))
+    # the same window moved by the AR sampler's chunk: a new chunk out per window, as soon as the AR sampler has one
+    _, t_slide_chunk = timed(lambda: sliding_window_video(den, cond, sched, window=16, overlap=16 - SETTINGS.chunk,
+                                                          generator=seeded()))
     with FlopCounterMode(display=False) as counter:
         sample_video(den, cond.frame_slice(0, 24), sched, generator=seeded(), **kw)
     flops = counter.get_total_flops() * cond.frames / 24 / t_cache
@@ -189,6 +192,8 @@ def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tup
         (f"[{name}] KV cache vs recompute: speed-up", f"{t_re / t_cache:.2f}x"),
         (f"[{name}] KV cache vs recompute: max |diff|", f"{(cached - recomputed).abs().max().item():.2e}"),
         (f"[{name}] vs sliding window (16, overlap 4): throughput", f"{t_slide / t_cache:.2f}x"),
+        (f"[{name}] vs sliding window (16, overlap {16 - SETTINGS.chunk}: {SETTINGS.chunk} new frames per window, "
+         "the AR chunk's latency): throughput", f"{t_slide_chunk / t_cache:.2f}x"),
         (f"[{name}] matmul 2048^2 GFLOP/s", f"{peak / 1e9:.0f}"),
         (f"[{name}] denoiser GFLOP/s (sampler)", f"{flops / 1e9:.0f}  ({flops / peak:.0%} of matmul)"),
     ]
