@@ -34,7 +34,7 @@ class SpeechConditioning:
 @dataclass(frozen=True)
 class GenerateSettings:
     seed: int = 0
-    steps: int = 4
+    steps: int = 2  # the embedded model scores the same at 2 Euler steps as at 3, 4 or 8 (README, Performance)
     shift: float = 1.0
     audio_guidance: float = 1.0
     identity_guidance: float = 1.0

@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trajectory", default="static", help="camera preset name or trajectory .json")
     p.add_argument("--fps", type=float, default=None, help="video fps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=GenerateSettings().steps)
     p.add_argument("--shift", type=float, default=1.0)
     p.add_argument("--chunk", type=int, default=None, help="frames per chunk (default: the model's)")
     p.add_argument("--context", type=int, default=None, help="context frames (default: the model's)")

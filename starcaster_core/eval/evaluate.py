@@ -53,7 +53,7 @@ STRIP_EVERY, STRIP_FRAMES = 4, 8  # frames of the ground-truth-over-model strip:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    generate: GenerateSettings = GenerateSettings(seed=0, steps=4, chunk=4, context=8)
+    generate: GenerateSettings = GenerateSettings(seed=0, chunk=4, context=8)  # the sampler's default steps
     motion: float = 1.0
     lip_sync: float = 1.0
     fps: float | None = None  # None: the model's training fps
