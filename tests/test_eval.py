@@ -19,7 +19,7 @@ from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, loa
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "lipsync_offset", "view_error_deg", "camera_follow",
+METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "lipsync_offset", "view_error_deg", "camera_follow",
                 "identity_distance", "identity_distance_model", "fidelity_fd", "continuity", "drift_ratio",
                 "pose_diversity_deg")
 
@@ -135,6 +135,28 @@ def test_lipsync_without_the_tint_reads_the_mouth_not_the_colour(meters, talking
     assert M.lipsync_r(meters.measure(M.hold_colour(tinted)).mouth, gt) == 0.0  # every frame alike: r is 0
     assert M.lipsync_r(meters.measure(M.hold_colour(frames)).mouth, gt) >= 0.9
 
+
+def test_audio_in_mouth_is_the_mouth_for_ground_truth_and_the_box_share_for_stripes(talking):
+    """What the speech changes in the world's frames (with vs from silence, same blinks, still
+    head) lies in the mouth box; stripes that follow the speech over the whole frame score
+    about the box's share of the frame, as a change spread evenly does (the baseline)."""
+    wave, camera = talking["audio"], talking["camera"][0]
+    ident = sample_identity(10_001)
+
+    def still(audio):
+        return talking_sequence(ident, audio, 25.0, camera, _gen(3), motion=STILL)
+
+    speaking, silent = still(wave), still(wave * 0.0)
+    frames, boxes = speaking["frames"], speaking["mouth_box"]
+    assert torch.equal(boxes, silent["mouth_box"])
+    assert M.audio_share_in_box(frames, silent["frames"], boxes) > 0.95
+    even = M.audio_share_in_box(torch.ones_like(frames), torch.zeros_like(frames), boxes)
+    area = float((boxes[:, 2] * boxes[:, 3]).mean())
+    assert abs(even - area) < 0.02, (even, area)
+    level = (talking["mouth"] - talking["mouth"].mean())[:, None, None, None]  # (T, 1, 1, 1) the speech
+    stripes = (torch.arange(frames.shape[-1]) % 4 < 2).float()  # (W,) vertical stripes
+    striped = silent["frames"] + 0.05 * level * stripes
+    assert abs(M.audio_share_in_box(striped, silent["frames"], boxes) - even) < 0.03
 
 def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):
     view = meters.measure(orbit["frames"]).view

@@ -1,11 +1,12 @@
 """Evaluate a model on one clip: generate, render the world's ground truth, measure, score.
 
 For every clip:
-  1. generate the video twice: as asked (motion ``settings.motion``) and with a still head
-     (motion 0), the latter only for the view error (a moving head adds its pose to the view);
+  1. generate the video three times: as asked (motion ``settings.motion``), with a still head
+     (motion 0) for the view error (a moving head adds its pose to the view), and with a still
+     head and no audio, for where the audio acts (``audio_in_mouth``);
   2. render the ground truth from the world for the same audio and camera: ``gt`` (lip-sync
      rule, seeded blinks and head motion), ``gt2`` (another motion seed, for GT-vs-GT) and
-     ``gt_still`` (motion 0). Its identity is the clip's world identity, or a random world
+     ``gt_still`` (motion 0; and once more from silence). Its identity is the clip's world identity, or a random world
      identity when the clip's identity is a portrait or a saved embedding;
   3. read every video with the meters and compute each metric on the model's video, on the
      ground truth and on a baseline that must score near chance (see ``report.METRIC_INFO``).
@@ -154,6 +155,7 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     gen = generate_frames(model, speech, camera, gs, device)
     gen_still = generate_frames(model, SpeechConditioning(features, identity, settings.lip_sync, 0.0),
                                 camera, gs, device)
+    gen_silent = generate_frames(model, SpeechConditioning(features, identity, 0.0, 0.0), camera, gs, device)
     t_gen = time.time() - t0
 
     # 2. the world's ground truth for the same audio and camera
@@ -162,13 +164,13 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     cam_gt = _fit(camera, n_gt)
     world = clip.identity.world or sample_identity(RANDOM_GT_IDENTITY + gs.seed)
 
-    def render(seed: int, motion: MotionStyle = MotionStyle(), cam: torch.Tensor = cam_gt) -> dict:
+    def render(seed: int, motion: MotionStyle = MotionStyle(), cam: torch.Tensor = cam_gt, wave=wave16) -> dict:
         gen_ = torch.Generator().manual_seed(seed)
-        return talking_sequence(world, wave16, fps, cam, gen_, size=GT_SIZE, motion=motion)
+        return talking_sequence(world, wave, fps, cam, gen_, size=GT_SIZE, motion=motion)
 
     gt, gt2, gt_still = render(gs.seed), render(gs.seed + 1), render(gs.seed, STILL)
     n = min(gen.shape[0], n_gt)
-    gen, gen_still, camera = gen[:n], gen_still[:n], camera[:n]
+    gen, gen_still, gen_silent, camera = gen[:n], gen_still[:n], gen_silent[:n], camera[:n]
     gt_frames, gt2_frames, still_frames = gt["frames"][:n], gt2["frames"][:n], gt_still["frames"][:n]
     gt_mouth = gt["mouth"][:n]
     noise = (0.5 + 0.25 * torch.randn(gt_frames.shape, generator=g)).clamp(0.0, 1.0)
@@ -185,6 +187,12 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     held_gen, held_gt = (meters.measure(M.hold_colour(f)).mouth for f in (gen, gt_frames))  # a tint reads as nothing
     scores["lipsync_r_no_tint"] = Score(M.lipsync_r(held_gen, gt_mouth), M.lipsync_r(held_gt, gt_mouth),
                                         M.lipsync_r(held_gt, shuffled))
+    boxes = gt_still["mouth_box"][:n]  # (n, 4) where the mouth of the still head is, frame by frame
+    silent_gt = render(gs.seed, STILL, wave=wave16 * 0.0)["frames"][:n]  # same blinks, shut mouth
+    scores["audio_in_mouth"] = Score(M.audio_share_in_box(gen_still, gen_silent, boxes),
+                                     M.audio_share_in_box(still_frames, silent_gt, boxes),
+                                     M.audio_share_in_box(torch.ones_like(still_frames), torch.zeros_like(still_frames),
+                                                          boxes))  # a change spread evenly over the frame
     late = torch.cat([m_gt.mouth[:OFFSET_BASELINE], m_gt.mouth[:-OFFSET_BASELINE]])  # GT, OFFSET_BASELINE frames late
     scores["lipsync_offset"] = Score(float(M.lipsync_offset(m_gen.mouth, gt_mouth)),
                                      float(M.lipsync_offset(m_gt.mouth, gt_mouth)),

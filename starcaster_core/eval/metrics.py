@@ -12,6 +12,11 @@ lipsync_r_no_tint      lipsync_r measured on the frames with each one's mean col
                        clip's (``hold_colour``): a tint of whole frames that follows the
                        speech, which the mouth meter partly reads as an open mouth, reads as
                        nothing (higher)
+audio_in_mouth         share of what the speech changes in the frames (|frames with the audio -
+                       frames without it|, same seed, still head) that lies in each frame's
+                       mouth box (``audio_share_in_box``): about 1 where the speech moves the
+                       mouth only, about the box's share of the frame where it changes the whole
+                       picture, as a tint or stripes do (higher)
 lipsync_offset         the shift of the measured mouth (frames; > 0 = the video is late) at
                        which that r peaks, within +-max_lag (0 = in sync; SyncNet's offset)
 view_error_deg         mean over frames of (|d yaw| + |d pitch|) / 2, measured head-relative
@@ -41,7 +46,7 @@ import torch
 
 # which way each metric improves (lipsync_offset has a target, 0, not a direction)
 LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
-HIGHER_IS_BETTER = ("lipsync_r", "lipsync_r_no_tint", "drift_ratio", "pose_diversity_deg", "camera_follow")
+HIGHER_IS_BETTER = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "drift_ratio", "pose_diversity_deg", "camera_follow")
 
 FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
 SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
@@ -68,6 +73,18 @@ def hold_colour(frames: torch.Tensor) -> torch.Tensor:
     all of them: what changes from frame to frame is then the picture, not a tint of all of it."""
     frame_mean = frames.mean(dim=(2, 3), keepdim=True)  # (T, 3, 1, 1)
     return frames - frame_mean + frame_mean.mean(dim=0, keepdim=True)
+
+
+def audio_share_in_box(with_audio: torch.Tensor, without_audio: torch.Tensor, boxes: torch.Tensor) -> float:
+    """Share of the change between (T, 3, H, W) frames made with and without the audio that lies
+    inside each frame's box (T, 4) = (cx, cy, w, h) in [0, 1] of the frame."""
+    change = (with_audio.float() - without_audio.float()).abs().sum(dim=1)  # (T, H, W)
+    _, h, w = change.shape
+    ys = ((torch.arange(h) + 0.5) / h)[None, :, None]  # (1, H, 1) pixel centres
+    xs = ((torch.arange(w) + 0.5) / w)[None, None, :]  # (1, 1, W)
+    cx, cy, bw, bh = (v[:, None, None] for v in boxes.float().unbind(-1))  # each (T, 1, 1)
+    inside = ((xs - cx).abs() <= bw / 2) & ((ys - cy).abs() <= bh / 2)  # (T, H, W)
+    return float((change * inside).sum() / change.sum().clamp(min=1e-12))
 
 
 def lipsync_offset(measured_opening: torch.Tensor, gt_opening: torch.Tensor, max_lag: int = 4) -> int:

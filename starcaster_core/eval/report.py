@@ -22,6 +22,7 @@ class MetricInfo:
 METRIC_INFO: dict[str, MetricInfo] = {
     "lipsync_r": MetricInfo("shuffled audio", ">= 0.85", "audio only (the lip-sync rule)"),
     "lipsync_r_no_tint": MetricInfo("shuffled audio", ">= 0.85", "audio only; each frame's mean colour held"),
+    "audio_in_mouth": MetricInfo("speech changes all", "> baseline", "audio; a 3rd generation without it"),
     "lipsync_offset": MetricInfo("GT 3 frames late", "0", "audio only (frames; > 0 = video late)"),
     "view_error_deg": MetricInfo("wrong camera", "<= 5", "requested camera (still-head clip)"),
     "camera_follow": MetricInfo("camera ignored", ">= 0.8", "requested camera (still-head clip)"),
@@ -38,6 +39,8 @@ NOTES = (
     "view_error_deg and camera_follow are measured on a second generation with a still head (motion 0);",
     "  camera_follow is n/a on clips whose camera hardly turns (static, zoom, dolly). Pose diversity",
     "  is the head pose of the main video relative to that still-head video (continuity: n/a = frozen video).",
+    "audio_in_mouth: share of what the audio changes (still head, with vs without it) inside the mouth box;",
+    "  the baseline is the box's share of the frame (a change spread over all of it).",
     "identity/fidelity/drift compare with a world identity: with a portrait or saved identity the GT",
     "  uses a random world identity, so read those rows as relative numbers only.",
 )
@@ -52,6 +55,7 @@ def check(name: str, s: Score) -> str:
         "lipsync_r": lambda: v >= 0.85,
         "lipsync_r_no_tint": lambda: v >= 0.85,
         "lipsync_offset": lambda: v == 0,
+        "audio_in_mouth": lambda: s.baseline is not None and v > s.baseline,
         "view_error_deg": lambda: v <= 5.0,
         "camera_follow": lambda: v >= 0.8,
         "continuity": lambda: v <= 1.2,
