@@ -19,9 +19,9 @@ from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, loa
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "lipsync_offset", "view_error_deg", "camera_follow",
-                "identity_distance", "identity_distance_model", "fidelity_fd", "continuity", "drift_ratio",
-                "pose_diversity_deg")
+METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "lipsync_offset", "view_error_deg",
+                "camera_follow", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity",
+                "drift_ratio", "pose_diversity_deg")
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -157,6 +157,7 @@ def test_audio_in_mouth_is_the_mouth_for_ground_truth_and_the_box_share_for_stri
     stripes = (torch.arange(frames.shape[-1]) % 4 < 2).float()  # (W,) vertical stripes
     striped = silent["frames"] + 0.05 * level * stripes
     assert abs(M.audio_share_in_box(striped, silent["frames"], boxes) - even) < 0.03
+
 
 def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):
     view = meters.measure(orbit["frames"]).view

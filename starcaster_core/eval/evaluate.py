@@ -6,8 +6,9 @@ For every clip:
      head and no audio, for where the audio acts (``audio_in_mouth``);
   2. render the ground truth from the world for the same audio and camera: ``gt`` (lip-sync
      rule, seeded blinks and head motion), ``gt2`` (another motion seed, for GT-vs-GT) and
-     ``gt_still`` (motion 0; and once more from silence). Its identity is the clip's world identity, or a random world
-     identity when the clip's identity is a portrait or a saved embedding;
+     ``gt_still`` (motion 0; and once more from silence). Its identity is the clip's world
+     identity, or a random world identity when the clip's identity is a portrait or a saved
+     embedding;
   3. read every video with the meters and compute each metric on the model's video, on the
      ground truth and on a baseline that must score near chance (see ``report.METRIC_INFO``).
 

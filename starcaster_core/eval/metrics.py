@@ -46,7 +46,8 @@ import torch
 
 # which way each metric improves (lipsync_offset has a target, 0, not a direction)
 LOWER_IS_BETTER = ("view_error_deg", "identity_distance", "identity_distance_model", "fidelity_fd", "continuity")
-HIGHER_IS_BETTER = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "drift_ratio", "pose_diversity_deg", "camera_follow")
+HIGHER_IS_BETTER = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "drift_ratio", "pose_diversity_deg",
+                    "camera_follow")
 
 FLAT_STD = 1e-4  # a track whose std is below this is constant: its correlation is 0 by definition
 SILENT_STD = 0.05  # a ground-truth mouth window below this std is (nearly) silent
