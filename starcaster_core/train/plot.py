@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-VALIDATION = ("val_lipsync_r", "val_lipsync_r_no_tint", "val_view_error_deg", "val_fidelity_fd",  # train.validate rows
-              "val_drift_ratio")
+VALIDATION = ("val_lipsync_r", "val_lipsync_r_no_tint", "val_audio_in_mouth", "val_view_error_deg",  # train.validate
+              "val_fidelity_fd", "val_drift_ratio")
 
 
 def plot_log(log_path: str | Path, png_path: str | Path) -> None:
