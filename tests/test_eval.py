@@ -17,6 +17,7 @@ from starcaster_core.eval.evaluate import STILL
 from starcaster_core.eval.geometry import head_pose_from_view, view_angles
 from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, load_meters, meters_info, save_meters
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
+from starcaster_core.train.lip_reader import box_mask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "lipsync_offset", "view_error_deg",
@@ -149,14 +150,15 @@ def test_audio_in_mouth_is_the_mouth_for_ground_truth_and_the_box_share_for_stri
     speaking, silent = still(wave), still(wave * 0.0)
     frames, boxes = speaking["frames"], speaking["mouth_box"]
     assert torch.equal(boxes, silent["mouth_box"])
-    assert M.audio_share_in_box(frames, silent["frames"], boxes) > 0.95
-    even = M.audio_share_in_box(torch.ones_like(frames), torch.zeros_like(frames), boxes)
+    mouth = box_mask(boxes, (frames.shape[0], *frames.shape[-2:]))  # (T, H, W)
+    assert M.audio_share_in_box(frames, silent["frames"], mouth) > 0.95
+    even = M.audio_share_in_box(torch.ones_like(frames), torch.zeros_like(frames), mouth)
     area = float((boxes[:, 2] * boxes[:, 3]).mean())
     assert abs(even - area) < 0.02, (even, area)
     level = (talking["mouth"] - talking["mouth"].mean())[:, None, None, None]  # (T, 1, 1, 1) the speech
     stripes = (torch.arange(frames.shape[-1]) % 4 < 2).float()  # (W,) vertical stripes
     striped = silent["frames"] + 0.05 * level * stripes
-    assert abs(M.audio_share_in_box(striped, silent["frames"], boxes) - even) < 0.03
+    assert abs(M.audio_share_in_box(striped, silent["frames"], mouth) - even) < 0.03
 
 
 def test_view_error_small_for_gt_and_large_for_wrong_camera(meters, orbit):

@@ -30,7 +30,7 @@ def common(identity: dict[str, tuple], camera: dict) -> Graph:
                  {"audio_features": ("features", 0), "identity": ("identity", 0)}, 2, 1),
         "camera": ("STARCasterCameraTrajectory", {"frames": 0, **camera}, {"audio_features": ("features", 0)}, 2, 2),
         "sampler": ("STARCasterARSampler",
-                    {"seed": 0, "steps": 2, "audio_guidance": 1.0, "identity_guidance": 1.0, "chunk_size": 4,
+                    {"seed": 0, "audio_guidance": 1.0, "identity_guidance": 1.0, "chunk_size": 4,
                      "context_window": 8},
                     {"model": ("model", 0), "conditioning": ("cond", 0), "camera": ("camera", 0)}, 3, 1),
         "video": ("CreateVideo", {"fps": 25.0},

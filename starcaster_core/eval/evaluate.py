@@ -36,6 +36,7 @@ from ..synthetic.motion import MotionStyle
 from ..synthetic.render import render_portrait
 from ..synthetic.sequences import talking_sequence
 from ..synthetic.speech import SAMPLE_RATE, to_mono_16k
+from ..train.lip_reader import box_mask
 from . import metrics as M
 from .geometry import head_pose_from_view
 from .inputs import Clip, EvalInputError
@@ -55,7 +56,7 @@ STRIP_EVERY, STRIP_FRAMES = 4, 8  # frames of the ground-truth-over-model strip:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    generate: GenerateSettings = GenerateSettings(seed=0, chunk=4, context=8)  # the sampler's default steps
+    generate: GenerateSettings = GenerateSettings()  # the sampler node's defaults
     motion: float = 1.0
     lip_sync: float = 1.0
     fps: float | None = None  # None: the model's training fps
@@ -188,12 +189,13 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     held_gen, held_gt = (meters.measure(M.hold_colour(f)).mouth for f in (gen, gt_frames))  # a tint reads as nothing
     scores["lipsync_r_no_tint"] = Score(M.lipsync_r(held_gen, gt_mouth), M.lipsync_r(held_gt, gt_mouth),
                                         M.lipsync_r(held_gt, shuffled))
-    boxes = gt_still["mouth_box"][:n]  # (n, 4) where the mouth of the still head is, frame by frame
+    def mouth(frames: torch.Tensor) -> torch.Tensor:  # (n, H, W) the still head's mouth at the frames' size
+        return box_mask(gt_still["mouth_box"][:n], (n, *frames.shape[-2:]))
+
     silent_gt = render(gs.seed, STILL, wave=wave16 * 0.0)["frames"][:n]  # same blinks, shut mouth
-    scores["audio_in_mouth"] = Score(M.audio_share_in_box(gen_still, gen_silent, boxes),
-                                     M.audio_share_in_box(still_frames, silent_gt, boxes),
-                                     M.audio_share_in_box(torch.ones_like(still_frames), torch.zeros_like(still_frames),
-                                                          boxes))  # a change spread evenly over the frame
+    scores["audio_in_mouth"] = Score(M.audio_share_in_box(gen_still, gen_silent, mouth(gen_still)),
+                                     M.audio_share_in_box(still_frames, silent_gt, mouth(still_frames)),
+                                     float(mouth(gen_still).float().mean()))  # a change spread evenly over the frame
     late = torch.cat([m_gt.mouth[:OFFSET_BASELINE], m_gt.mouth[:-OFFSET_BASELINE]])  # GT, OFFSET_BASELINE frames late
     scores["lipsync_offset"] = Score(float(M.lipsync_offset(m_gen.mouth, gt_mouth)),
                                      float(M.lipsync_offset(m_gt.mouth, gt_mouth)),

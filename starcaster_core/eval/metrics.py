@@ -76,15 +76,10 @@ def hold_colour(frames: torch.Tensor) -> torch.Tensor:
     return frames - frame_mean + frame_mean.mean(dim=0, keepdim=True)
 
 
-def audio_share_in_box(with_audio: torch.Tensor, without_audio: torch.Tensor, boxes: torch.Tensor) -> float:
+def audio_share_in_box(with_audio: torch.Tensor, without_audio: torch.Tensor, inside: torch.Tensor) -> float:
     """Share of the change between (T, 3, H, W) frames made with and without the audio that lies
-    inside each frame's box (T, 4) = (cx, cy, w, h) in [0, 1] of the frame."""
+    where `inside` (T, H, W), each frame's mouth box (`train.lip_reader.box_mask`), is true."""
     change = (with_audio.float() - without_audio.float()).abs().sum(dim=1)  # (T, H, W)
-    _, h, w = change.shape
-    ys = ((torch.arange(h) + 0.5) / h)[None, :, None]  # (1, H, 1) pixel centres
-    xs = ((torch.arange(w) + 0.5) / w)[None, None, :]  # (1, 1, W)
-    cx, cy, bw, bh = (v[:, None, None] for v in boxes.float().unbind(-1))  # each (T, 1, 1)
-    inside = ((xs - cx).abs() <= bw / 2) & ((ys - cy).abs() <= bh / 2)  # (T, H, W)
     return float((change * inside).sum() / change.sum().clamp(min=1e-12))
 
 

@@ -52,16 +52,21 @@ def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tenso
     return crop_and_resize(frames.float(), corners.float(), (CROP, CROP))
 
 
-def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int], extra: float) -> torch.Tensor:
-    """Per-pixel loss weights (B, T, H, W) of `shape` = (B, T, H, W): 1 + `extra` inside each
-    frame's mouth box (boxes (B, T, 4) as in `mouth_crops`, or the default box), scaled to mean
-    1 per frame so the loss keeps its size and only its spread over the frame changes."""
-    b, n, h, w = shape
-    left, right, top, bottom = (e[..., None, None] for e in box_edges(boxes, (b, n)))  # each (B, T, 1, 1)
+def box_mask(boxes: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """(*lead, H, W) bool of `shape`: the pixels inside each frame's box (boxes (*lead, 4) as in
+    `mouth_crops`, pixel i at i / (size - 1); None: the default box)."""
+    *lead, h, w = shape
+    left, right, top, bottom = (e[..., None, None] for e in box_edges(boxes, tuple(lead)))  # each (*lead, 1, 1)
     ys = torch.linspace(0, 1, h, device=left.device)[:, None]  # (H, 1)
     xs = torch.linspace(0, 1, w, device=left.device)[None, :]  # (1, W)
-    inside = (xs >= left) & (xs <= right) & (ys >= top) & (ys <= bottom)  # (B, T, H, W)
-    weight = 1 + extra * inside.float()
+    return (xs >= left) & (xs <= right) & (ys >= top) & (ys <= bottom)
+
+
+def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int], extra: float) -> torch.Tensor:
+    """Per-pixel loss weights (B, T, H, W) of `shape` = (B, T, H, W): 1 + `extra` inside each
+    frame's mouth box (`box_mask`), scaled to mean 1 per frame so the loss keeps its size and
+    only its spread over the frame changes."""
+    weight = 1 + extra * box_mask(boxes, shape).float()
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
