@@ -25,7 +25,9 @@ class Conditioning:
                     default frontal camera (read by `reference_warp` models)
     reference_views: (B, C, T, H, W) or None: the portrait already turned to every frame's
                     camera (`STARCasterDenoiser.with_reference_views`), so that the sampler's
-                    several passes over a chunk warp it once; None: warped in each pass
+                    several passes over a chunk warp it once; None: warped in each pass. For a
+                    `reference_mask_mouth` model (B, C + 1, T, H, W): the plane of where the
+                    mouth-masked portrait is, turned with it, beside it
     """
 
     identity: torch.Tensor

@@ -54,6 +54,7 @@ class ModelConfig:
     spatial_rope: bool = False  # rotary positions in (frame, row, column), not in frame alone (3D RoPE)
     reference_frame: bool = False  # every frame also reads the identity's portrait as pixels (model/reference_frame.py)
     reference_warp: bool = False  # reference_frame: the portrait is turned to each frame's camera first (view_warp.py)
+    reference_mask_mouth: bool = False  # reference_frame: the portrait's mouth box is blanked (reference_frame.py)
     pose_prior: int = 0  # width of the prior that draws head turns from the speech (model/pose_prior.py; 0: none)
 
     def __post_init__(self) -> None:
@@ -72,6 +73,7 @@ class ModelConfig:
             "reference_frame reads the portrait as pixels: pixel-space models only"
         )
         assert not self.reference_warp or self.reference_frame, "reference_warp needs reference_frame"
+        assert not self.reference_mask_mouth or self.reference_frame, "reference_mask_mouth needs reference_frame"
         assert self.pose_prior >= 0, f"pose_prior is a width (0: none), got {self.pose_prior}"
         assert not self.spatial_rope or (self.dim // self.heads) % 8 == 0, "spatial_rope needs head dim divisible by 8"
 

@@ -12,6 +12,7 @@ from core_helpers import TINY, tiny_cond, tiny_model, tiny_video
 from starcaster_core.bench.baseline import sliding_window_video
 from starcaster_core.flow import timesteps
 from starcaster_core.model.pixel_head import faded
+from starcaster_core.mouth_box import box_mask
 from starcaster_core.sampler import Guidance, sample_video
 
 
@@ -213,6 +214,26 @@ def test_reference_portrait_reaches_the_estimate_only_with_the_identity_on():
     none, est = model(x, t, cond), model(x, t, dropped)
     assert torch.equal(est[0], none[0]), "a dropped portrait must read as no portrait"
     assert not torch.allclose(est[1], none[1])
+
+
+@torch.no_grad()
+def test_a_mouth_masked_portrait_is_read_everywhere_but_in_the_mouth_box():
+    """`reference_mask_mouth`: what the portrait shows inside the mouth box never reaches the
+    estimate, what it shows outside does (the same model without the mask reads both)."""
+    x, t, cond = tiny_video(4), torch.full((1, 4), 0.5), tiny_cond(4)
+    portrait = torch.rand(1, TINY.channels, TINY.height, TINY.width, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    inside = box_mask(None, (TINY.height, TINY.width))  # (H, W)
+    assert 0 < inside.float().mean() < 0.5
+    mouth_changed = torch.where(inside, -portrait, portrait)
+    rest_changed = torch.where(inside, portrait, -portrait)
+    masked, plain = tiny_model(reference_mask_mouth=True).denoiser, tiny_model().denoiser
+
+    def estimate(model, image):
+        return model(x, t, replace(cond, reference=image))
+
+    assert torch.equal(estimate(masked, portrait), estimate(masked, mouth_changed))
+    assert not torch.allclose(estimate(masked, portrait), estimate(masked, rest_changed))
+    assert not torch.allclose(estimate(plain, portrait), estimate(plain, mouth_changed))
 
 
 @torch.no_grad()

@@ -16,8 +16,8 @@ from starcaster_core.eval import metrics as M
 from starcaster_core.eval.evaluate import STILL
 from starcaster_core.eval.geometry import head_pose_from_view, view_angles
 from starcaster_core.eval.meters import DEFAULT_METERS, MeterConfig, Meters, load_meters, meters_info, save_meters
+from starcaster_core.mouth_box import box_mask
 from starcaster_core.synthetic import orbit_sequence, sample_identity, speech_audio, talking_sequence
-from starcaster_core.train.lip_reader import box_mask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRIC_NAMES = ("lipsync_r", "lipsync_r_no_tint", "audio_in_mouth", "lipsync_offset", "view_error_deg",

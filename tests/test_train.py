@@ -17,11 +17,11 @@ from starcaster_core.checkpoint import load_checkpoint
 from starcaster_core.config import PRESETS
 from starcaster_core.flow import velocity_loss
 from starcaster_core.model import STARCaster
+from starcaster_core.mouth_box import DEFAULT_BOX
 from starcaster_core.synthetic.shards import write_shards
 from starcaster_core.train.config import TrainConfig
 from starcaster_core.train.data import ClipSampler, load_sequences
 from starcaster_core.train.lip_reader import (
-    DEFAULT_BOX,
     LipReader,
     adversarial_crops,
     lip_feature_loss,

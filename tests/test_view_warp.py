@@ -12,6 +12,7 @@ from starcaster_core.camera import pose_features
 from starcaster_core.conditioning import make_conditioning
 from starcaster_core.eval.meters import DEFAULT_METERS, load_meters
 from starcaster_core.model.reference_frame import reference_planes
+from starcaster_core.mouth_box import box_mask
 from starcaster_core.synthetic import sample_identity
 from starcaster_core.synthetic.render import identity_rows, render_frames
 from starcaster_core.view_warp import warp_portrait
@@ -128,3 +129,25 @@ def test_the_sampler_turns_the_portrait_once_per_chunk(monkeypatch):
         again = sample_video(model, cond, timesteps(4), generator=torch.Generator().manual_seed(0), **kw)
     assert len(calls) == 3 + 3 * (4 + 1)
     torch.testing.assert_close(video, again, atol=0, rtol=0)
+
+
+def test_a_mouth_masked_portrait_turns_its_hole_with_the_face():
+    """`reference_mask_mouth`: the portrait's mouth box is blanked before the warp, so the hole
+    (portrait and plane 0) is the default box on a frame filmed from the portrait's camera and
+    moves with the turn on the others; turned once (`with_reference_views`, C + 1 planes) or in
+    the pass, the estimate is the same."""
+    cond, x = _turning_cond(4), tiny_video(4)
+    planes = reference_planes(cond, x, warp=True, mask_mouth=True)  # (1, C + 1, T, H, W)
+    hole = box_mask(None, (TINY.height, TINY.width))  # (H, W)
+    assert torch.equal(planes[0, 3, 0] == 0, hole), "frame 0 is frontal: the hole is the box itself"
+    assert (planes[0, :3, 0][:, hole] == 0).all() and (planes[0, :3, 0][:, ~hole] != 0).all()
+    turned_hole = planes[0, 3, 3] < 0.5  # 15 degrees on
+    assert turned_hole.any() and not torch.equal(turned_hole, hole), "the hole must turn with the face"
+    plain = reference_planes(cond, x, warp=True)
+    assert (plain[:, 3] == 1).all(), "without the mask the plane only says the portrait is there"
+    model = tiny_model(reference_warp=True, reference_mask_mouth=True).denoiser
+    turned = model.with_reference_views(cond, x.device)
+    assert turned.reference_views.shape == (1, 4, 4, TINY.height, TINY.width)
+    with torch.no_grad():
+        t = torch.full((1, 4), 0.6)
+        torch.testing.assert_close(model(x, t, turned), model(x, t, cond), atol=0, rtol=0)

@@ -30,13 +30,13 @@ from ..audio import audio_features
 from ..generate import GenerateSettings, SpeechConditioning, generate
 from ..identity import CropMode, Identity, encode_portrait, face_crop
 from ..model import STARCaster
+from ..mouth_box import box_mask
 from ..synthetic.identity import sample_identity
 from ..synthetic.lipsync import frame_count
 from ..synthetic.motion import MotionStyle
 from ..synthetic.render import render_portrait
 from ..synthetic.sequences import talking_sequence
 from ..synthetic.speech import SAMPLE_RATE, to_mono_16k
-from ..train.lip_reader import box_mask
 from . import metrics as M
 from .geometry import head_pose_from_view
 from .inputs import Clip, EvalInputError

@@ -78,7 +78,7 @@ def hold_colour(frames: torch.Tensor) -> torch.Tensor:
 
 def audio_share_in_box(with_audio: torch.Tensor, without_audio: torch.Tensor, inside: torch.Tensor) -> float:
     """Share of the change between (T, 3, H, W) frames made with and without the audio that lies
-    where `inside` (T, H, W), each frame's mouth box (`train.lip_reader.box_mask`), is true."""
+    where `inside` (T, H, W), each frame's mouth box (`mouth_box.box_mask`), is true."""
     change = (with_audio.float() - without_audio.float()).abs().sum(dim=1)  # (T, H, W)
     return float((change * inside).sum() / change.sum().clamp(min=1e-12))
 

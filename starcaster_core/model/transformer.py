@@ -162,7 +162,8 @@ class STARCasterDenoiser(nn.Module):
         forward casts them."""
         if not self.config.reference_warp or cond.reference is None:
             return cond
-        return replace(cond, reference_views=turned_portrait(cond.to(device, self.compute_dtype()), device))
+        views = turned_portrait(cond.to(device, self.compute_dtype()), device, self.config.reference_mask_mouth)
+        return replace(cond, reference_views=views)
 
     def new_cache(self, window: int | None) -> KVCache:
         return KVCache(self.config.depth, self.config.tokens_per_frame, window)
@@ -251,7 +252,7 @@ class STARCasterDenoiser(nn.Module):
             pixels = torch.cat([x_t, before], dim=1)  # (B, 2C + 1, T, H, W)
             full_res.append(before)
         if cfg.reference_frame:  # the identity's portrait beside every frame, and whether it is there
-            portrait = reference_planes(cond, x, cfg.reference_warp)  # (B, C + 1, T, H, W)
+            portrait = reference_planes(cond, x, cfg.reference_warp, cfg.reference_mask_mouth)  # (B, C + 1, T, H, W)
             pixels = torch.cat([pixels, portrait], dim=1)
             full_res.append(portrait)
         tokens = rearrange(pixels.to(dtype), "b c t (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)

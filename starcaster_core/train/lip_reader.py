@@ -28,18 +28,10 @@ from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
+from ..mouth_box import box_edges, box_mask
+
 CROP = 24  # side of the mouth crop, pixels
 ReaderKind = Literal["conv", "linear"]
-DEFAULT_BOX = (0.5, 0.57, 0.5, 0.32)  # (cx, cy, w, h) around the mouth of a demo frame, any view
-
-
-def box_edges(boxes: torch.Tensor | None, lead: tuple[int, ...], device=None) -> tuple[torch.Tensor, ...]:
-    """Left, right, top, bottom in [0, 1], each of shape `lead`, of (..., 4) = (cx, cy, w, h)
-    boxes (None: the default box for every frame)."""
-    if boxes is None:
-        boxes = torch.tensor(DEFAULT_BOX, device=device).expand(*lead, 4)
-    cx, cy, bw, bh = boxes.unbind(-1)
-    return cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
 
 
 def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tensor:
@@ -50,16 +42,6 @@ def mouth_crops(frames: torch.Tensor, boxes: torch.Tensor | None) -> torch.Tenso
     corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),
                            torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)], dim=1)  # (N, 4, 2)
     return crop_and_resize(frames.float(), corners.float(), (CROP, CROP))
-
-
-def box_mask(boxes: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-    """(*lead, H, W) bool of `shape`: the pixels inside each frame's box (boxes (*lead, 4) as in
-    `mouth_crops`, pixel i at i / (size - 1); None: the default box)."""
-    *lead, h, w = shape
-    left, right, top, bottom = (e[..., None, None] for e in box_edges(boxes, tuple(lead)))  # each (*lead, 1, 1)
-    ys = torch.linspace(0, 1, h, device=left.device)[:, None]  # (H, 1)
-    xs = torch.linspace(0, 1, w, device=left.device)[None, :]  # (1, W)
-    return (xs >= left) & (xs <= right) & (ys >= top) & (ys <= bottom)
 
 
 def mouth_weight_map(boxes: torch.Tensor | None, shape: tuple[int, int, int, int], extra: float) -> torch.Tensor:

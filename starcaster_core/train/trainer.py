@@ -157,7 +157,7 @@ def train(tc: TrainConfig) -> Path:
     root = Path(tc.data)
     talking = load_sequences(root / "talking", config)
     orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
-    if not tc.mouth_boxes:  # every crop at the fixed box (lip_reader.DEFAULT_BOX), as before the world had boxes
+    if not tc.mouth_boxes:  # every crop at the fixed box (mouth_box.DEFAULT_BOX), as before the world had boxes
         for seqs in (talking, orbit):
             if seqs is not None:
                 seqs.extra.pop("mouth_box", None)
