@@ -23,6 +23,7 @@ from .validate import compile_errors, user_errors
 
 PREVIEW_SIZE = 256
 NAME = "STARCaster AR Sampler"
+DEFAULTS = GenerateSettings()  # the widgets' defaults are the core's
 
 
 def to_image(chunk: torch.Tensor) -> torch.Tensor:
@@ -41,20 +42,21 @@ def generation_inputs() -> list:
     return [
         StarcasterModel.Input("model"),
         SpeechConditioning.Input("conditioning"),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
-        io.Int.Input("steps", default=2, min=1, max=100,
+        io.Int.Input("seed", default=DEFAULTS.seed, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+        io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100,
                      tooltip="Euler flow steps per chunk. The embedded model draws the same at 2 as at 4 or 8 "
                              "(measured); models you train may want more"),
-        io.Float.Input("audio_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+        io.Float.Input("audio_guidance", default=DEFAULTS.audio_guidance, min=0.0, max=10.0, step=0.1,
                        tooltip="Classifier-free guidance on the audio (1 = off)"),
-        io.Float.Input("identity_guidance", default=1.0, min=0.0, max=10.0, step=0.1,
+        io.Float.Input("identity_guidance", default=DEFAULTS.identity_guidance, min=0.0, max=10.0, step=0.1,
                        tooltip="Classifier-free guidance on the identity (1 = off)"),
-        io.Int.Input("chunk_size", default=4, min=1, max=MAX_CHUNK, tooltip="Frames generated per step of the AR loop"),
-        io.Int.Input("context_window", default=8, min=0, max=MAX_CONTEXT,
+        io.Int.Input("chunk_size", default=DEFAULTS.chunk, min=1, max=MAX_CHUNK,
+                     tooltip="Frames generated per step of the AR loop"),
+        io.Int.Input("context_window", default=DEFAULTS.context, min=0, max=MAX_CONTEXT,
                      tooltip="Earlier frames each chunk sees (rolling KV cache; memory stays flat)"),
         CameraTrajectory.Input("camera", optional=True),
         io.Vae.Input("vae", optional=True, tooltip="Needed only by latent-space models (base/large)"),
-        io.Float.Input("shift", default=1.0, min=0.1, max=10.0, step=0.1, optional=True,
+        io.Float.Input("shift", default=DEFAULTS.shift, min=0.1, max=10.0, step=0.1, optional=True,
                        tooltip="Timestep shift: above 1 spends the steps nearer pure noise. On the demo "
                                "model 2 lip-syncs short clips better; 1 holds up better over minutes"),
     ]

@@ -189,13 +189,14 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     held_gen, held_gt = (meters.measure(M.hold_colour(f)).mouth for f in (gen, gt_frames))  # a tint reads as nothing
     scores["lipsync_r_no_tint"] = Score(M.lipsync_r(held_gen, gt_mouth), M.lipsync_r(held_gt, gt_mouth),
                                         M.lipsync_r(held_gt, shuffled))
-    def mouth(frames: torch.Tensor) -> torch.Tensor:  # (n, H, W) the still head's mouth at the frames' size
-        return box_mask(gt_still["mouth_box"][:n], (n, *frames.shape[-2:]))
 
+    # the still head's mouth boxes at each video's size (n, H, W): the model's frames and the GT's
+    boxes = gt_still["mouth_box"][:n]
+    inside_gen, inside_gt = (box_mask(boxes, (n, *f.shape[-2:])) for f in (gen_still, still_frames))
     silent_gt = render(gs.seed, STILL, wave=wave16 * 0.0)["frames"][:n]  # same blinks, shut mouth
-    scores["audio_in_mouth"] = Score(M.audio_share_in_box(gen_still, gen_silent, mouth(gen_still)),
-                                     M.audio_share_in_box(still_frames, silent_gt, mouth(still_frames)),
-                                     float(mouth(gen_still).float().mean()))  # a change spread evenly over the frame
+    scores["audio_in_mouth"] = Score(M.audio_share_in_box(gen_still, gen_silent, inside_gen),
+                                     M.audio_share_in_box(still_frames, silent_gt, inside_gt),
+                                     float(inside_gen.float().mean()))  # a change spread evenly over the frame
     late = torch.cat([m_gt.mouth[:OFFSET_BASELINE], m_gt.mouth[:-OFFSET_BASELINE]])  # GT, OFFSET_BASELINE frames late
     scores["lipsync_offset"] = Score(float(M.lipsync_offset(m_gen.mouth, gt_mouth)),
                                      float(M.lipsync_offset(m_gt.mouth, gt_mouth)),

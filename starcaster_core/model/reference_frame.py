@@ -72,12 +72,12 @@ def reference_planes(cond: Conditioning, like: torch.Tensor, warp: bool = False,
     on = cond.reference_on().float().to(like.device)[:, None, None, None, None]  # (B, 1, 1, 1, 1)
     if cond.reference is None:
         return torch.cat([like.new_zeros(b, c, n, h, w, dtype=torch.float32), on.expand(b, 1, n, h, w)], dim=1)
-    got, planes = tuple(cond.reference.shape), c + int(mask_mouth)
+    got, channels = tuple(cond.reference.shape), c + int(mask_mouth)
     assert got == (b, c, h, w), f"reference must be {(b, c, h, w)}, got {got}"
     if warp and cond.reference_views is not None:
         views = cond.reference_views.float()
         got = tuple(views.shape)
-        assert got == (b, planes, n, h, w), f"reference_views must be {(b, planes, n, h, w)}, got {got}"
+        assert got == (b, channels, n, h, w), f"reference_views must be {(b, channels, n, h, w)}, got {got}"
     elif warp:
         views = turned_portrait(cond, like.device, mask_mouth)  # (B, C [+ 1], T, H, W)
     else:
