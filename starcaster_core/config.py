@@ -55,6 +55,7 @@ class ModelConfig:
     reference_frame: bool = False  # every frame also reads the identity's portrait as pixels (model/reference_frame.py)
     reference_warp: bool = False  # reference_frame: the portrait is turned to each frame's camera first (view_warp.py)
     reference_mask_mouth: bool = False  # reference_frame: the portrait's mouth box is blanked (reference_frame.py)
+    mouth_branch: int = 0  # width of the conv branch drawing the mouth from the audio (model/mouth_branch.py; 0: none)
     pose_prior: int = 0  # width of the prior that draws head turns from the speech (model/pose_prior.py; 0: none)
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class ModelConfig:
         )
         assert not self.reference_warp or self.reference_frame, "reference_warp needs reference_frame"
         assert not self.reference_mask_mouth or self.reference_frame, "reference_mask_mouth needs reference_frame"
+        assert self.mouth_branch >= 0, f"mouth_branch is a width (0: none), got {self.mouth_branch}"
         assert self.pose_prior >= 0, f"pose_prior is a width (0: none), got {self.pose_prior}"
         assert not self.spatial_rope or (self.dim // self.heads) % 8 == 0, "spatial_rope needs head dim divisible by 8"
 
@@ -123,6 +125,6 @@ PRESETS: dict[str, ModelConfig] = {
         context_frames=4, identity_dim=32, identity_tokens=2, audio_mels=8, audio_window=4,
         identity_image=16, head_channels=8, silu_conditioning=True, identity_canvas=True, head_skip=True,
         frame_prior=True, context_noise=0.1, audio_canvas=True, previous_frame=True, copy_previous=True,
-        spatial_rope=True, reference_frame=True, pose_prior=16,
+        spatial_rope=True, reference_frame=True, pose_prior=16, mouth_branch=8,
     ),
 }

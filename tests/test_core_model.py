@@ -391,3 +391,46 @@ def test_sliding_window_baseline_makes_every_frame_once_and_repasses_its_overlap
     first = sliding_window_video(model, tiny_cond(frames).frame_slice(0, 16), timesteps(steps), window=16,
                                  overlap=overlap, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(video[:, :, :16], first, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_the_mouth_branch_draws_its_window_from_the_portrait_and_the_audio():
+    from starcaster_core.model.mouth_branch import MARGIN, mouth_window
+    from starcaster_core.model.reference_frame import reference_planes
+
+    model = tiny_model().denoiser  # the tiny preset has a mouth branch, and a portrait after two other inputs
+    branch = model.mouth
+    x, t = tiny_video(2), torch.full((1, 2), 0.5)
+    portrait = torch.rand(1, TINY.channels, TINY.height, TINY.width, generator=torch.Generator().manual_seed(3))
+    cond = replace(tiny_cond(2, seed=0), reference=portrait * 2 - 1, use_reference=torch.ones(1, dtype=torch.bool))
+    rows, cols = mouth_window(TINY.height, TINY.width)
+    inside = torch.zeros(TINY.height, TINY.width, dtype=torch.bool)
+    inside[rows, cols] = True
+    box = box_mask(None, (TINY.height, TINY.width))
+    ys, xs = box.nonzero(as_tuple=True)  # the window is the default mouth box grown by the margin
+    assert (rows.start, cols.start) == (max(0, int(ys.min()) - MARGIN), max(0, int(xs.min()) - MARGIN))
+    assert (rows.stop, cols.stop) == (min(TINY.height, int(ys.max()) + 1 + MARGIN),
+                                      min(TINY.width, int(xs.max()) + 1 + MARGIN))
+
+    model.mouth = None
+    plain = model(x, t, cond)
+    model.mouth = branch
+    branch.zero_init()  # as a new model's
+    untrained = model(x, t, cond)
+    assert torch.equal(untrained[..., ~inside], plain[..., ~inside]), "the branch drew outside its window"
+    core = (slice(rows.start + MARGIN, rows.stop - MARGIN), slice(cols.start + MARGIN, cols.stop - MARGIN))
+    turned = reference_planes(cond, x, TINY.reference_warp)[:, :TINY.channels]  # (B, C, T, H, W)
+    torch.testing.assert_close(untrained[..., core[0], core[1]], turned[..., core[0], core[1]])  # the portrait
+    assert (plain - turned)[..., core[0], core[1]].abs().max() > 0.1  # which the transformer alone did not draw
+
+    torch.nn.init.normal_(branch.conv[-1].weight, std=0.1)  # a trained branch's last layer is not zero
+    trained = model(x, t, cond)
+    change = (trained - untrained).abs().amax(dim=(0, 1, 2))  # (H, W)
+    assert change[~inside].max() == 0 and change[inside].min() > 0
+    assert change[rows.start, cols][MARGIN:-MARGIN].max() < change[core].mean(), "the window's edge is not feathered"
+    silent = replace(cond, use_audio=torch.zeros(1, dtype=torch.bool))
+    model.mouth = None
+    plain_silent = model(x, t, silent)
+    model.mouth = branch
+    heard = (trained - plain) - (model(x, t, silent) - plain_silent)  # what the audio changed through the branch
+    assert heard[..., core[0], core[1]].abs().max() > 1e-3, "the branch does not hear the audio"

@@ -38,6 +38,7 @@ from .attention import attention_groups
 from .block import Block, modulate
 from .embeddings import rotary_angles, sinusoidal, spatial_table
 from .kv_cache import KVCache
+from .mouth_branch import MouthBranch
 from .pixel_head import PixelHead, faded
 from .previous_frame import previous_frames
 from .reference_frame import reference_planes, turned_portrait
@@ -92,6 +93,11 @@ class STARCasterDenoiser(nn.Module):
         # full-resolution inputs of the conv head, each a frame and a plane
         extra = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame) + int(cfg.reference_frame))
         self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, extra) if cfg.head_channels else None
+        self.mouth = None  # the conv branch that draws the mouth from the audio, at full resolution
+        if cfg.mouth_branch:
+            portrait = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame))  # after those planes
+            self.mouth = MouthBranch(d, cfg.channels, cfg.mouth_branch, cfg.height, cfg.width, ops, extra,
+                                     portrait if cfg.reference_frame else None)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -109,8 +115,9 @@ class STARCasterDenoiser(nn.Module):
                 continue
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
-        if self.head is not None:
-            self.head.zero_init()
+        for part in (self.head, self.mouth):
+            if part is not None:
+                part.zero_init()
         nn.init.normal_(self.sink_null, std=0.02)
 
     def compile_blocks(self) -> None:
@@ -304,11 +311,14 @@ class STARCasterDenoiser(nn.Module):
         out = rearrange(  # (B, L, p * p * C) -> (B, C, T, H, W)
             self.out(tokens), "b (t h w) (p1 p2 c) -> b c t (h p1) (w p2)", t=n_frames, h=h // p, w=w // p, p1=p, p2=p
         )
+        extra = torch.cat(full_res, dim=1).to(out.dtype) if full_res else None  # (B, E, T, H, W)
         if self.head is not None:
-            out = self.head(tokens, out, torch.cat(full_res, dim=1).to(out.dtype) if full_res else None)
+            out = self.head(tokens, out, extra)
         out = out.float()
         if anchor is not None:
             out = out + anchor
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
+        if self.mouth is not None:  # the mouth's window, drawn in the frames' own space (no anchor, no v)
+            out = self.mouth(out, x.float(), t.float(), audio, extra).float()
         return out
