@@ -84,7 +84,7 @@ class MouthBranch(nn.Module):
         levels t (B, T); audio (B, T, D) the per-frame audio embedding; extra (B, E, T, H, W) the
         full-resolution inputs (the portrait and its plane). Returns the estimate with the window
         drawn by the branch: (B, C, T, H, W)."""
-        b, c, n, h, w = estimate.shape
+        b, c = estimate.shape[:2]
         r, k = self.rows, self.cols
         dtype = audio.dtype  # the model's compute dtype
         planes = [faded(x_t[..., r, k], t)]  # (B, C + 1, T, h, w)
