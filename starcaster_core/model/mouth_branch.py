@@ -23,13 +23,11 @@ pixels, about a quarter of the frame.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 from torch import nn
 
-from ..mouth_box import DEFAULT_BOX
+from ..mouth_box import default_box_pixels
 from .pixel_head import faded
 
 MARGIN = 4  # pixels (or latent cells) around the default mouth box, ramped down to the edge
@@ -38,12 +36,9 @@ AUDIO_PLANES = 16  # audio embedding -> this many constant planes per frame
 
 def mouth_window(height: int, width: int) -> tuple[slice, slice]:
     """Rows and columns of the window: the default mouth box grown by MARGIN, inside the frame."""
-    cx, cy, bw, bh = DEFAULT_BOX  # plain numbers: a model built on the meta device has no tensor values
-    left, right, top, bottom = cx - bw / 2, cx + bw / 2, cy - bh / 2, cy + bh / 2
-    # box_mask puts pixel i at i / (size - 1): the box runs from pixel ceil(start * (size - 1)) to floor(end * ...)
-    rows = slice(max(0, math.ceil(top * (height - 1)) - MARGIN), min(height, int(bottom * (height - 1)) + 1 + MARGIN))
-    cols = slice(max(0, math.ceil(left * (width - 1)) - MARGIN), min(width, int(right * (width - 1)) + 1 + MARGIN))
-    return rows, cols
+    rows, cols = default_box_pixels(height, width)
+    return (slice(max(0, rows.start - MARGIN), min(height, rows.stop + MARGIN)),
+            slice(max(0, cols.start - MARGIN), min(width, cols.stop + MARGIN)))
 
 
 def feather(rows: int, cols: int) -> torch.Tensor:
@@ -56,11 +51,9 @@ def feather(rows: int, cols: int) -> torch.Tensor:
 
 class MouthBranch(nn.Module):
     def __init__(self, dim: int, channels: int, width: int, height: int, frame_width: int, ops, extra: int = 0,
-                 portrait: int | None = None) -> None:
-        """extra: channels of the full-resolution inputs; portrait: where among them the portrait's
-        C channels and its plane start (None: the model reads no portrait)."""
+                 ) -> None:
+        """extra: channels of the full-resolution inputs it reads beside the noisy frame."""
         super().__init__()
-        self.portrait = portrait
         self.rows, self.cols = mouth_window(height, frame_width)
         n_rows, n_cols = self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
         self.register_buffer("ramp", feather(n_rows, n_cols), persistent=False)  # (h, w)
@@ -79,11 +72,12 @@ class MouthBranch(nn.Module):
         nn.init.zeros_(self.conv[-1].bias)
 
     def forward(self, estimate: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor,
-                extra: torch.Tensor | None = None) -> torch.Tensor:
+                extra: torch.Tensor | None = None, portrait: torch.Tensor | None = None) -> torch.Tensor:
         """estimate (B, C, T, H, W) the model's x0 so far; x_t (B, C, T, H, W) its noisy input at
         levels t (B, T); audio (B, T, D) the per-frame audio embedding; extra (B, E, T, H, W) the
-        full-resolution inputs (the portrait and its plane). Returns the estimate with the window
-        drawn by the branch: (B, C, T, H, W)."""
+        full-resolution inputs (among them the portrait); portrait (B, C + 1, T, H, W) the portrait
+        and its plane (`reference_planes`), or None. Returns the estimate with the window drawn by
+        the branch: (B, C, T, H, W)."""
         b, c = estimate.shape[:2]
         r, k = self.rows, self.cols
         dtype = audio.dtype  # the model's compute dtype
@@ -99,9 +93,9 @@ class MouthBranch(nn.Module):
         y = rearrange(self.conv[-1](y), "(b t) c h w -> b c t h w", b=b)  # (B, C, T, h, w)
         ramp = self.ramp.to(y.dtype)  # (h, w)
         base = estimate[..., r, k]  # what the branch draws a residual of: the portrait where one is read
-        if self.portrait is not None:
-            on = extra[:, self.portrait + c:self.portrait + c + 1, :, r, k]  # (B, 1, T, h, w) the portrait's plane
-            base = on * extra[:, self.portrait:self.portrait + c, :, r, k] + (1 - on) * base
+        if portrait is not None:
+            on = portrait[:, c:, :, r, k]  # (B, 1, T, h, w) the portrait's plane
+            base = on * portrait[:, :c, :, r, k] + (1 - on) * base
         out = estimate.clone()
         out[..., r, k] = ((1 - ramp) * estimate[..., r, k] + ramp * (base + y)).to(out.dtype)
         return out

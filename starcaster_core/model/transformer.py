@@ -95,9 +95,7 @@ class STARCasterDenoiser(nn.Module):
         self.head = PixelHead(d, cfg.patch, cfg.channels, cfg.head_channels, ops, extra) if cfg.head_channels else None
         self.mouth = None  # the conv branch that draws the mouth from the audio, at full resolution
         if cfg.mouth_branch:
-            portrait = (cfg.channels + 1) * (int(cfg.head_skip) + int(cfg.previous_frame))  # after those planes
-            self.mouth = MouthBranch(d, cfg.channels, cfg.mouth_branch, cfg.height, cfg.width, ops, extra,
-                                     portrait if cfg.reference_frame else None)
+            self.mouth = MouthBranch(d, cfg.channels, cfg.mouth_branch, cfg.height, cfg.width, ops, extra)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -252,7 +250,7 @@ class STARCasterDenoiser(nn.Module):
         x_t = x.float()
         if anchor is not None:  # denoise the residual y = x0 - anchor: y_t = x_t - (1 - t) anchor
             x_t = x_t - (1 - t.float()[:, None, :, None, None]) * anchor
-        pixels, full_res = x_t, []  # what the patches and the conv head read, at full resolution
+        pixels, full_res, portrait = x_t, [], None  # what the patches and the conv head read, at full resolution
         if cfg.head_skip:  # x_t * (1 - t) and a plane of t: nothing at t = 1, the frame towards t = 0
             full_res.append(faded(x_t, t.float()))  # (B, C + 1, T, H, W)
         if cfg.previous_frame:
@@ -320,5 +318,7 @@ class STARCasterDenoiser(nn.Module):
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
         if self.mouth is not None:  # the mouth's window, drawn in the frames' own space (no anchor, no v)
-            out = self.mouth(out, x.float(), t.float(), audio, extra).float()
+            # in the compute dtype, as the patches read it: turned once (cast with the conditioning) or here, the same
+            portrait = portrait.to(dtype) if portrait is not None else None
+            out = self.mouth(out, x.float(), t.float(), audio, extra, portrait)
         return out
