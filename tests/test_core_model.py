@@ -394,11 +394,10 @@ def test_sliding_window_baseline_makes_every_frame_once_and_repasses_its_overlap
 
 
 @torch.no_grad()
-def test_the_mouth_branch_draws_its_window_from_the_portrait_and_the_audio():
-    from starcaster_core.model.mouth_branch import MARGIN, mouth_window
-    from starcaster_core.model.reference_frame import reference_planes
+def test_the_mouth_branch_corrects_its_window_from_the_estimate_the_portrait_and_the_audio():
+    from starcaster_core.model.mouth_branch import AUDIO_PLANES, MARGIN, mouth_window
 
-    model = tiny_model().denoiser  # the tiny preset has a mouth branch, and a portrait after two other inputs
+    model = tiny_model().denoiser  # the tiny preset has a mouth branch
     branch = model.mouth
     x, t = tiny_video(2), torch.full((1, 2), 0.5)
     portrait = torch.rand(1, TINY.channels, TINY.height, TINY.width, generator=torch.Generator().manual_seed(3))
@@ -415,22 +414,24 @@ def test_the_mouth_branch_draws_its_window_from_the_portrait_and_the_audio():
     model.mouth = None
     plain = model(x, t, cond)
     model.mouth = branch
-    branch.zero_init()  # as a new model's
-    untrained = model(x, t, cond)
-    assert torch.equal(untrained[..., ~inside], plain[..., ~inside]), "the branch drew outside its window"
-    core = (slice(rows.start + MARGIN, rows.stop - MARGIN), slice(cols.start + MARGIN, cols.stop - MARGIN))
-    turned = reference_planes(cond, x, TINY.reference_warp)[:, :TINY.channels]  # (B, C, T, H, W)
-    torch.testing.assert_close(untrained[..., core[0], core[1]], turned[..., core[0], core[1]])  # the portrait
-    assert (plain - turned)[..., core[0], core[1]].abs().max() > 0.1  # which the transformer alone did not draw
+    branch.zero_init()  # as a new model's: it adds nothing
+    assert torch.equal(model(x, t, cond), plain)
 
     torch.nn.init.normal_(branch.conv[-1].weight, std=0.1)  # a trained branch's last layer is not zero
     trained = model(x, t, cond)
-    change = (trained - untrained).abs().amax(dim=(0, 1, 2))  # (H, W)
+    change = (trained - plain).abs().amax(dim=(0, 1, 2))  # (H, W)
     assert change[~inside].max() == 0 and change[inside].min() > 0
-    assert change[rows.start, cols][MARGIN:-MARGIN].max() < change[core].mean(), "the window's edge is not feathered"
-    silent = replace(cond, use_audio=torch.zeros(1, dtype=torch.bool))
-    model.mouth = None
-    plain_silent = model(x, t, silent)
-    model.mouth = branch
-    heard = (trained - plain) - (model(x, t, silent) - plain_silent)  # what the audio changed through the branch
-    assert heard[..., core[0], core[1]].abs().max() > 1e-3, "the branch does not hear the audio"
+    core = (slice(rows.start + MARGIN, rows.stop - MARGIN), slice(cols.start + MARGIN, cols.stop - MARGIN))
+    assert change[rows.start, cols][MARGIN:-MARGIN].max() < change[core].mean(), "the window's edge is not faded"
+    # its correction reads each of its inputs: the estimate, the noisy frame, the audio, the full-resolution planes
+    gen = torch.Generator().manual_seed(4)
+    frames = (1, TINY.channels, 2, TINY.height, TINY.width)
+    extra = branch.conv[0].in_channels - (2 * TINY.channels + 1) - AUDIO_PLANES  # the portrait's planes among them
+    inputs = {"estimate": torch.randn(frames, generator=gen), "x_t": torch.randn(frames, generator=gen), "t": t,
+              "audio": torch.randn(1, 2, TINY.dim, generator=gen),
+              "extra": torch.randn(1, extra, 2, TINY.height, TINY.width, generator=gen)}
+    correction = branch(**inputs) - inputs["estimate"]
+    for name in ("estimate", "x_t", "audio", "extra"):
+        changed = {**inputs, name: inputs[name] + 1}
+        moved = branch(**changed) - changed["estimate"] - correction
+        assert moved[..., core[0], core[1]].abs().max() > 1e-3, f"the branch does not read its {name}"

@@ -116,6 +116,31 @@ def test_clips_read_the_sequence_portrait_or_a_frame_as_asked(world):
     expected = torch.where(turned[:, None], torch.tensor([0.0, 0.0, 0.0, 1.0]), batch["camera"][:, 0])
     torch.testing.assert_close(cams, expected)
 
+def test_cameras_relative_to_the_head_turn_the_portrait_onto_the_frames_head(world):
+    """`pose_in_camera`: the clip's and the portrait's cameras are relative to the data's head
+    poses, as `generate` composes the pose prior's turns with the camera; the portrait (another
+    frame of the clip) turned to those cameras then lies on each frame's head, where turned by the
+    cameras alone it keeps the head as it was in its own frame."""
+    from starcaster_core.camera import head_relative, pose_features
+    from starcaster_core.view_warp import warp_portrait
+
+    talking = load_sequences(world / "talking", SMALL)
+    pose = talking.extra["pose"]
+    assert pose.abs().amax() > 1.0, "the world's heads turn"
+    batches, errors = [], []
+    for relative in (False, True):
+        sampler = ClipSampler(talking, None, SMALL, 8, portrait_share=0.0, pose_in_camera=relative)
+        batch = sampler.sample(8, 0.0, torch.Generator().manual_seed(0))
+        turned = warp_portrait(batch["portrait"], pose_features(batch["portrait_camera"]),
+                               pose_features(batch["camera"]))  # (B, C, T, H, W)
+        errors.append(float((turned - batch["frames"].transpose(1, 2)).pow(2).mean()))
+        batches.append(batch)
+    plain, relative = batches  # the same clips, their cameras composed with their head poses
+    assert torch.equal(plain["frames"], relative["frames"])
+    torch.testing.assert_close(relative["camera"][0], head_relative(plain["camera"][0], plain["pose"][0]))
+    assert errors[1] < 0.7 * errors[0], errors
+
+
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])
 def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     torch.manual_seed(0)
@@ -398,6 +423,46 @@ def test_a_run_ends_by_training_the_head_pose_prior_on_the_datas_poses(world16, 
     prior = [k for k in final if k.startswith("pose_prior.")]
     assert prior and not all(torch.equal(final[k], last[k]) for k in prior), "the prior trained"
     assert all(torch.equal(final[k], last[k]) for k in final if k not in prior), "nothing else did"
+
+
+def test_a_step_of_the_mouth_stage_lowers_its_loss_and_moves_the_branch_alone(sampler):
+    from starcaster_core.train.mouth_stage import mouth_stage_loss
+
+    torch.manual_seed(0)
+    model = STARCaster(replace(SMALL, mouth_branch=8))
+    batch = sampler.sample(4, 0.0, torch.Generator().manual_seed(1))
+    tc = TrainConfig(clean_context=0.5)
+
+    def loss_now() -> torch.Tensor:  # the same noise and dropout every call: a fixed batch
+        return mouth_stage_loss(model, batch, tc, torch.Generator().manual_seed(2))
+
+    before_weights = {k: v.clone() for k, v in model.state_dict().items()}
+    model.requires_grad_(False)
+    model.denoiser.mouth.requires_grad_(True)
+    opt = torch.optim.Adam(model.denoiser.mouth.parameters(), lr=1e-3)
+    before = loss_now()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss_now()
+    assert after < before, f"mouth stage: loss {before.item():.5f} -> {after.item():.5f}"
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before_weights[k])}
+    assert moved and all(k.startswith("denoiser.mouth.") for k in moved), sorted(moved)
+
+
+def test_a_run_ends_with_the_mouth_stage_training_the_branch_the_stages_left_alone(world16, tmp_path):
+    from starcaster_core.train.trainer import train
+
+    train(tiny_run(world16, tmp_path, mouth_steps=3, until="motion"))  # the tiny preset has a mouth branch
+    rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["motion"] * 2 + ["mouth"] * 3 and rows[-1]["step"] == 4
+    final = load_checkpoint(tmp_path / "motion.safetensors").state_dict()
+    last = load_checkpoint(tmp_path / "last.safetensors").state_dict()  # saved before the mouth stage
+    branch = [k for k in final if k.startswith("denoiser.mouth.")]
+    assert not last["denoiser.mouth.conv.3.weight"].any(), "the stages left the branch as it started: adding nothing"
+    assert not all(torch.equal(final[k], last[k]) for k in branch), "the mouth stage trained it"
+    assert all(torch.equal(final[k], last[k]) for k in final if k not in branch), "and nothing else"
 
 
 @pytest.mark.parametrize("decay", [1e-9, 0.9])

@@ -3,7 +3,7 @@
 Prints a table of figures and ratios: end-to-end frames/s (audio features + head-pose prior +
 sampler + uint8 frames out, for the identity of a world portrait: a portrait model turns it to
 every frame's camera; the median of 3 fresh processes), time and peak RSS at 1x/2x/4x the
-audio length (each in a fresh process), KV cache vs recomputing the context (and their max difference), the
+audio length (each the median of 3 fresh processes), KV cache vs recomputing the context (and their max difference), the
 sliding-window bidirectional baseline, peak RSS while writing an MP4 file (H.264 + AAC, as
 STARCaster Render Video does) of 1x and 4x the length, and the denoiser's achieved FLOP/s
 against this machine's matmul FLOP/s; with --compile also torch.compile'd blocks against eager.
@@ -41,7 +41,7 @@ from .baseline import sliding_window_video
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SETTINGS = GenerateSettings()  # the sampler node's defaults
-REPEATS = 3  # fresh processes timing 1L; the median is reported (single runs vary by ~10% here)
+REPEATS = 3  # fresh processes timing each length; the median is reported (single runs vary by ~10% here)
 
 
 def speech(seconds: float) -> tuple[np.ndarray, int]:
@@ -155,8 +155,10 @@ def timed(fn) -> tuple[object, float]:
 @torch.inference_mode()
 def measure(name: str, dtype: torch.dtype, L: float, compiled: bool) -> list[tuple[str, str]]:
     """Every figure for one weight dtype (and torch.compile against eager if `compiled`)."""
-    repeats = sorted((run_child(name, L) for _ in range(REPEATS)), key=lambda r: r["seconds"])
-    runs = {1: repeats[REPEATS // 2], **{k: run_child(name, k * L) for k in (2, 4)}}  # 1L: the median run
+    timings = {k: sorted((run_child(name, k * L) for _ in range(REPEATS)), key=lambda r: r["seconds"])
+               for k in (1, 2, 4)}  # fresh processes at 1x, 2x and 4x the length
+    runs = {k: repeats[REPEATS // 2] for k, repeats in timings.items()}  # each length's median run
+    repeats = timings[1]
     fps = runs[1]["frames"] / runs[1]["seconds"]
     every = ", ".join(f"{r['frames'] / r['seconds']:.1f}" for r in repeats)
     rows = [

@@ -8,17 +8,19 @@ ground truth's) found a plain conv net on portrait + audio learning the mouth fa
 0.41 after 100 and 200 steps, near the 0.49 a linear map from the true opening reaches.
 
 This branch is such a conv net beside the transformer: per frame, over a window around the
-default mouth box (`mouth_box.DEFAULT_BOX` grown by MARGIN), it reads the noisy frame faded by
-its level (`pixel_head.faded`), the model's full-resolution inputs (the portrait turned to the
-frame's camera and its plane) and a few planes of the frame's audio embedding (the embedding the
-adaLN gets, so lip-sync strength, the "no audio" embedding and audio guidance act here too). It
-draws a residual of the turned portrait where a portrait is read (else of the transformer's
-estimate) and that replaces the estimate in the window, blended in by a ramp over the margin so
-the window leaves no seam: the mouth is the branch's alone, as the probe's net drew it (the
-probe of this model: 0.31, 0.39). Convolutions
-are per frame, so the block-causal rule and the KV cache are untouched. Its last convolution
-starts at zero: an untrained branch shows the portrait there. At 64x64 the window is 28 x 40
-pixels, about a quarter of the frame.
+default mouth box (`mouth_box.DEFAULT_BOX` grown by MARGIN), it reads the transformer's estimate,
+the noisy frame faded by its level (`pixel_head.faded`), the model's full-resolution inputs (the
+portrait turned to the frame's camera and its plane) and a few planes of the frame's audio
+embedding (the embedding the adaLN gets, so lip-sync strength, the "no audio" embedding and audio
+guidance act here too), and adds a correction to the estimate there, faded out over the margin
+so the window leaves no seam. Convolutions are per frame, so the block-causal rule and the KV
+cache are untouched. Its last convolution starts at zero: an untrained branch adds nothing.
+
+It is trained on its own, after the stages, with the rest of the model frozen
+(`train/mouth_stage.py`): trained with the transformer, in either of session 19's forms (its
+window replacing the estimate, or added to it without reading it), the recipe's loss over whole
+frames at every noise level left the window showing the turned portrait or a faint mouth, and
+worse frames (README, Status, session 19). At 64x64 the window is 28 x 40 pixels.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class MouthBranch(nn.Module):
         n_rows, n_cols = self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
         self.register_buffer("ramp", feather(n_rows, n_cols), persistent=False)  # (h, w)
         self.audio = ops.Linear(dim, AUDIO_PLANES)
-        inputs = (channels + 1) + extra + AUDIO_PLANES  # faded x_t, extra, audio
+        inputs = channels + (channels + 1) + extra + AUDIO_PLANES  # the estimate, faded x_t, extra, audio
         self.conv = nn.ModuleList([
             ops.Conv2d(inputs, width, 3, padding=1),
             ops.Conv2d(width, width, 3, padding=1),
@@ -72,16 +74,15 @@ class MouthBranch(nn.Module):
         nn.init.zeros_(self.conv[-1].bias)
 
     def forward(self, estimate: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor,
-                extra: torch.Tensor | None = None, portrait: torch.Tensor | None = None) -> torch.Tensor:
+                extra: torch.Tensor | None = None) -> torch.Tensor:
         """estimate (B, C, T, H, W) the model's x0 so far; x_t (B, C, T, H, W) its noisy input at
         levels t (B, T); audio (B, T, D) the per-frame audio embedding; extra (B, E, T, H, W) the
-        full-resolution inputs (among them the portrait); portrait (B, C + 1, T, H, W) the portrait
-        and its plane (`reference_planes`), or None. Returns the estimate with the window drawn by
-        the branch: (B, C, T, H, W)."""
-        b, c = estimate.shape[:2]
+        full-resolution inputs (among them the turned portrait and its plane). Returns the
+        estimate with the branch's correction added in the window: (B, C, T, H, W)."""
+        b = estimate.shape[0]
         r, k = self.rows, self.cols
         dtype = audio.dtype  # the model's compute dtype
-        planes = [faded(x_t[..., r, k], t)]  # (B, C + 1, T, h, w)
+        planes = [estimate[..., r, k], faded(x_t[..., r, k], t)]  # (B, C, T, h, w), (B, C + 1, T, h, w)
         if extra is not None:
             planes.append(extra[..., r, k])
         window = torch.cat([p.to(dtype) for p in planes], dim=1)  # (B, E', T, h, w)
@@ -91,11 +92,6 @@ class MouthBranch(nn.Module):
         for conv in self.conv[:-1]:
             y = self.act(conv(y))
         y = rearrange(self.conv[-1](y), "(b t) c h w -> b c t h w", b=b)  # (B, C, T, h, w)
-        ramp = self.ramp.to(y.dtype)  # (h, w)
-        base = estimate[..., r, k]  # what the branch draws a residual of: the portrait where one is read
-        if portrait is not None:
-            on = portrait[:, c:, :, r, k]  # (B, 1, T, h, w) the portrait's plane
-            base = on * portrait[:, :c, :, r, k] + (1 - on) * base
         out = estimate.clone()
-        out[..., r, k] = ((1 - ramp) * estimate[..., r, k] + ramp * (base + y)).to(out.dtype)
+        out[..., r, k] = estimate[..., r, k] + (self.ramp.to(y.dtype) * y).to(out.dtype)
         return out

@@ -250,7 +250,7 @@ class STARCasterDenoiser(nn.Module):
         x_t = x.float()
         if anchor is not None:  # denoise the residual y = x0 - anchor: y_t = x_t - (1 - t) anchor
             x_t = x_t - (1 - t.float()[:, None, :, None, None]) * anchor
-        pixels, full_res, portrait = x_t, [], None  # what the patches and the conv head read, at full resolution
+        pixels, full_res = x_t, []  # what the patches and the conv head read, at full resolution
         if cfg.head_skip:  # x_t * (1 - t) and a plane of t: nothing at t = 1, the frame towards t = 0
             full_res.append(faded(x_t, t.float()))  # (B, C + 1, T, H, W)
         if cfg.previous_frame:
@@ -317,8 +317,6 @@ class STARCasterDenoiser(nn.Module):
             out = out + anchor
         if cfg.prediction == "v":  # x_t = (1 - t) x0 + t e and v = e - x0  =>  x0 = x_t - t v
             out = x.float() - t.float()[:, None, :, None, None] * out
-        if self.mouth is not None:  # the mouth's window, drawn in the frames' own space (no anchor, no v)
-            # in the compute dtype, as the patches read it: turned once (cast with the conditioning) or here, the same
-            portrait = portrait.to(dtype) if portrait is not None else None
-            out = self.mouth(out, x.float(), t.float(), audio, extra, portrait)
+        if self.mouth is not None:  # the mouth's correction, in the frames' own space (no anchor, no v)
+            out = self.mouth(out, x.float(), t.float(), audio, extra)
         return out

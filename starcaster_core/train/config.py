@@ -36,6 +36,7 @@ class TrainConfig:
     identity_dropout: float = 0.1
     portrait_share: float = 1.0  # share of clips whose portrait is the data's own (when it has them), not a frame
     portrait_when_turned: int = 0  # 1: ...and every clip whose camera is turned from the front (train/data.py)
+    pose_in_camera: int = 0  # 1: cameras relative to the data's head poses, as generate hands them (train/data.py)
     reference_dropout: float = 0.3  # reference_frame models: share of clips trained without the portrait
     reference_jitter: float = 0.0  # ...and a random shift (x frame size), turn (x 100 deg) and zoom of it
     audio_dropout_motion: float = 0.7  # stage 1 learns motion mostly without the audio
@@ -51,8 +52,11 @@ class TrainConfig:
     lip_reader_centre: int = 0  # 1: the lip reader reads each crop less its mean colour (a tint reads as nothing)
     lip_blur: float = 0.0  # sigma (crop pixels) of the low-pass the lip reader reads through (lip_reader.py; 0: none)
     edge_weight: float = 0.0  # weight of the gradient-difference loss of the clean estimate (objective.edge_loss)
-    mouth_boxes: int = 1  # 1: crop each frame's mouth at the data's `mouth_box` where it has one; 0: the fixed box
+    mouth_boxes: int = 1  # 1: crop and weigh each frame's mouth at the data's `mouth_box` (if any); 0: the fixed box
     mouth_weight: float = 0.0  # stage 2 on: extra flow-loss weight inside the mouth box (0: none)
+    mouth_steps: int = 0  # after the last stage: steps of the mouth branch alone (train/mouth_stage.py)
+    mouth_stage_weight: float = 1000.0  # ...its extra loss weight in each frame's mouth box (the data's own boxes)
+    mouth_lr: float = 2e-3  # ...its peak learning rate
     ema: float = 0.0  # decay of an exponential moving average of the weights, saved as the model (0: off)
     encoder_weight: float = 1.0
     orbit_share: float = 0.4  # share of orbit clips in stage 3 batches

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import audio_features
-from ..camera import FRONTAL, pose_features
+from ..camera import FRONTAL, head_relative, pose_features
 from ..config import ModelConfig
 from ..synthetic.shards import ShardDataset
 
@@ -75,12 +75,18 @@ class ClipSampler:
     With `portrait_when_turned`, every clip whose camera is turned from the front takes the
     portrait: another frame of such a clip shows the very view to draw, and a model that can copy
     it never learns to follow its camera (README, Status, session 11).
+
+    With `pose_in_camera`, the cameras of data with `pose` tracks (those of the clip's frames and
+    the portrait's) are relative to the head (`camera.head_relative`), as `generate` hands the
+    model the camera with its head-pose prior's turns: then the camera says where the head faces
+    in every frame, as at inference, instead of leaving the model to guess the head's own turns.
     """
 
     def __init__(self, talking: Sequences, orbit: Sequences | None, config: ModelConfig, clip_frames: int,
-                 portrait_share: float = 1.0, portrait_when_turned: bool = False):
+                 portrait_share: float = 1.0, portrait_when_turned: bool = False, pose_in_camera: bool = False):
         self.talking, self.orbit, self.config, self.clip_frames = talking, orbit, config, clip_frames
         self.portrait_share, self.portrait_when_turned = portrait_share, portrait_when_turned
+        self.pose_in_camera = pose_in_camera
         size = (config.height, config.width)
         for seqs in (talking, orbit):
             if seqs is not None:
@@ -123,7 +129,11 @@ class ClipSampler:
         frames = seqs.frames[rows, win].float() / 127.5 - 1  # (n, T, 3, H, W)
         ref_t = torch.randint(seqs.frames.shape[1], (n,), generator=g)
         reference = seqs.frames[idx, ref_t]  # (n, 3, H, W) uint8: another frame
-        ref_camera = seqs.camera[idx, ref_t]  # (n, 4) the camera it was filmed from
+        camera, ref_camera = seqs.camera[rows, win], seqs.camera[idx, ref_t]  # (n, T, 4), (n, 4) the portrait's
+        if self.pose_in_camera and "pose" in seqs.extra:  # the cameras as the turned head sees them
+            pose = seqs.extra["pose"]
+            camera = head_relative(camera.flatten(0, 1), pose[rows, win].flatten(0, 1)).view_as(camera)
+            ref_camera = head_relative(ref_camera, pose[idx, ref_t])
         if seqs.portraits is not None:  # or, for a share of the clips, the (frontal) portrait
             own = torch.zeros(n, dtype=torch.bool)
             if self.portrait_share > 0:
@@ -135,7 +145,7 @@ class ClipSampler:
         reference = reference.float() / 127.5 - 1
         s = self.config.identity_image
         batch = {
-            "frames": frames, "audio": seqs.audio[rows, win], "camera": seqs.camera[rows, win],
+            "frames": frames, "audio": seqs.audio[rows, win], "camera": camera,
             # that frame as the identity encoder reads it, and as is (a reference_frame model's portrait)
             "reference": F.interpolate(reference, size=(s, s), mode="bilinear", antialias=True),
             "portrait": reference,

@@ -110,6 +110,14 @@ def motion_level(batch: dict) -> torch.Tensor:
     return (spread / batch.get("pose_ref", 3.0)).clamp(0, 2)[:, None].expand(frames.shape[:2])
 
 
+def mouth_boxes(batch: dict, tc: TrainConfig, where: torch.Tensor | None = None) -> torch.Tensor | None:
+    """The data's per-frame mouth boxes (B, T, 4), or those of the `where` (B, T) frames (n, 4);
+    None (every frame at `mouth_box.DEFAULT_BOX`) when the data has none or `tc.mouth_boxes` is 0."""
+    if not tc.mouth_boxes or "mouth_box" not in batch:
+        return None
+    return batch["mouth_box"] if where is None else batch["mouth_box"][where]
+
+
 def batch_loss(
     model: STARCaster, batch: dict, tc: TrainConfig, stage: Stage, g: torch.Generator,
     lip_reader: LipReader | None = None,
@@ -163,7 +171,7 @@ def batch_loss(
     x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
     pixels = None
     if tc.mouth_weight > 0 and stage != "motion":  # the mouth is a few % of a frame's pixels: weigh it up
-        pixels = mouth_weight_map(batch.get("mouth_box"), (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
+        pixels = mouth_weight_map(mouth_boxes(batch, tc), (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
     flow = target_mean(velocity_loss(x0_pred, x0, t, tc.t_min, pixels), weight)
     loss = flow + tc.encoder_weight * enc_loss
     parts = {"flow": flow.item(), "encoder": enc_loss.item()}
@@ -177,7 +185,7 @@ def batch_loss(
     if lip_reader is not None and stage != "motion" and bool(target.any()):
         pred = rearrange(x0_pred, "b c t h w -> b t c h w")[target]  # (n, C, H, W)
         real = rearrange(x0, "b c t h w -> b t c h w")[target]
-        boxes = batch["mouth_box"][target] if "mouth_box" in batch else None
+        boxes = mouth_boxes(batch, tc, target)
         lip = lip_feature_loss(lip_reader, mouth_crops(pred, boxes), mouth_crops(real, boxes))
         loss = loss + tc.lip_weight * lip
         parts["lip"] = lip.item()

@@ -16,7 +16,7 @@ def plot_log(log_path: str | Path, png_path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    keys = [k for k in ("loss", "flow", "lip", "encoder", "pose") if any(k in r for r in rows)]
+    keys = [k for k in ("loss", "flow", "lip", "encoder", "mouth", "pose") if any(k in r for r in rows)]
     keys += [k for k in VALIDATION if any(k in r for r in rows)]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):

@@ -20,7 +20,8 @@ from ..model import STARCaster
 from .config import TrainConfig
 from .data import ClipSampler, load_sequences
 from .lip_reader import CROP, LipReader, adversarial_crops, lip_reader_loss, mouth_crops
-from .objective import Objective
+from .mouth_stage import train_mouth_branch
+from .objective import Objective, mouth_boxes
 from .pose import train_pose_prior
 from .validate import Validator, improves
 
@@ -80,7 +81,8 @@ def _lip_reader_from(sampler: ClipSampler, tc: TrainConfig, device: torch.device
     for step in range(tc.lip_reader_steps):
         batch = sampler.sample(tc.batch, 0.0, g)
         frames = batch["frames"].flatten(0, 1).to(device)  # (B * T, 3, H, W)
-        boxes = batch["mouth_box"].flatten(0, 1).to(device) if "mouth_box" in batch else None
+        boxes = mouth_boxes(batch, tc)
+        boxes = boxes.flatten(0, 1).to(device) if boxes is not None else None
         opening = batch["mouth"].flatten(0, 1).to(device) if "mouth" in batch else None
         crops = mouth_crops(frames, boxes)  # (N, 3, CROP, CROP)
         if tc.lip_reader_noise > 0:  # features noise does not move (measured: stage 2 drew coarser patterns)
@@ -157,11 +159,8 @@ def train(tc: TrainConfig) -> Path:
     root = Path(tc.data)
     talking = load_sequences(root / "talking", config)
     orbit = load_sequences(root / "orbit", config) if (root / "orbit" / "index.json").is_file() else None
-    if not tc.mouth_boxes:  # every crop at the fixed box (mouth_box.DEFAULT_BOX), as before the world had boxes
-        for seqs in (talking, orbit):
-            if seqs is not None:
-                seqs.extra.pop("mouth_box", None)
-    sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share, tc.portrait_when_turned)
+    sampler = ClipSampler(talking, orbit, config, tc.clip_frames, tc.portrait_share, tc.portrait_when_turned,
+                          bool(tc.pose_in_camera))
 
     # 2. the model (same init on every rank), its identity prior, the optimiser
     with torch.random.fork_rng(devices=[]):
@@ -171,6 +170,8 @@ def train(tc: TrainConfig) -> Path:
     if stats is not None:
         model.identity_mean.copy_(stats[0])
         model.identity_std.copy_(stats[1])
+    if model.denoiser.mouth is not None:  # the mouth branch trains in its own stage, after these (mouth_stage.py)
+        model.denoiser.mouth.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01, betas=(0.9, 0.99))
     state_path = out / "state.safetensors"
     reader = new_reader(tc, config.audio_mels).to(device)
@@ -233,13 +234,22 @@ def train(tc: TrainConfig) -> Path:
     final = out / f"{tc.until}.safetensors"
     if ema is not None:  # the averaged weights are the model (smoother than the last step's)
         model = ema.module
-    # the head-pose prior: every rank alike (same seed and data), as it is not part of the DDP model
+    # the mouth stage and the head-pose prior: every rank alike (same seed and data), outside the DDP model
+    mouth_losses = train_mouth_branch(model, sampler, tc, device)
+    if rank == 0 and mouth_losses:
+        for i in range(0, len(mouth_losses), tc.log_every):
+            log_file.write(json.dumps({"step": end + i, "stage": "mouth", "mouth": mouth_losses[i]}) + "\n")
+        if validator is not None:
+            row = {"step": end + len(mouth_losses) - 1, "stage": "mouth", **validator(model)}
+            log_file.write(json.dumps(row) + "\n")
+        log_file.flush()
     pose_losses = train_pose_prior(model, talking, tc.pose_steps, seed=tc.seed, device=device)
     if model.pose_prior is not None and not pose_losses:
         model.drop_pose_prior()  # untrained: the checkpoint carries none
     if rank == 0 and pose_losses:
         for i in range(0, len(pose_losses), tc.log_every):
-            log_file.write(json.dumps({"step": end + i, "stage": "pose", "pose": pose_losses[i]}) + "\n")
+            row = {"step": end + len(mouth_losses) + i, "stage": "pose", "pose": pose_losses[i]}
+            log_file.write(json.dumps(row) + "\n")
         log_file.flush()
     if rank == 0:
         save_checkpoint(model, final, {"train_config": tc.to_json(), "steps": str(end)})
