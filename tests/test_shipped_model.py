@@ -91,4 +91,5 @@ def test_the_demo_recipe_is_the_one_the_shipped_model_was_trained_with():
     differ = {k: (v, recipe.get(k)) for k, v in shipped.items() if k not in where and recipe.get(k) != v}
     assert not differ, f"the demo recipe drifted from the shipped model's: {differ}"
     assert recipe["mouth_boxes"] == 0 and recipe["model"] == "" and recipe["lip_reader_robust"] == 0
+    assert recipe["pose_in_camera"] == 0 and recipe["mouth_steps"] == 0  # session 20's options, not in the recipe
     assert default_model().config == PRESETS["demo"]
