@@ -1,14 +1,16 @@
 """The mouth stage: the mouth branch (model/mouth_branch.py) trained on its own, the rest frozen.
 
 Runs after the last stage, before the head-pose prior, on every process alike (same seed, same
-data: the same weights on every rank). Its loss is the stages' flow loss (with the edge loss,
-without the lip-reading loss or self-forcing rollouts) on talking clips, weighed up
-`mouth_stage_weight` times in each frame's own mouth box (the data's boxes, whatever
-`mouth_boxes` says for the lip reader). Only the branch learns, so what it learns is what the
-finished transformer's estimate lacks in the mouth's window: the transformer draws the
+data: the same weights on every rank). Its loss is the stages' flow loss scored on the clean
+estimate (with the edge loss, without the lip-reading loss or self-forcing rollouts) on talking
+clips, weighed up `mouth_stage_weight` times in each frame's own mouth box (the data's boxes,
+whatever `mouth_boxes` says for the lip reader). Only the branch learns, so what it learns is
+what the finished transformer's estimate lacks in the mouth's window: the transformer draws the
 portrait's shut mouth (README, Status, sessions 17-18), and the branch, reading that estimate,
-the turned portrait and the speech, adds the opening. Trained with the transformer instead, the
-branch left the window showing the portrait or a faint mouth (session 19).
+the turned portrait and the speech, is to add the opening. Measured on the demo world (session
+20): it does at the noise levels it trains at, but the sampled videos show it faintly. Trained
+with the transformer instead, the branch left the window showing the portrait or a faint mouth
+(session 19).
 """
 
 from __future__ import annotations
