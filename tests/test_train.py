@@ -141,6 +141,16 @@ def test_cameras_relative_to_the_head_turn_the_portrait_onto_the_frames_head(wor
     assert errors[1] < 0.7 * errors[0], errors
 
 
+def one_step(loss_now, opt: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of a fixed batch before and after one optimiser step on it."""
+    before = loss_now()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        return before, loss_now()
+
+
 @pytest.mark.parametrize("stage", ["motion", "sync", "views"])
 def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
     torch.manual_seed(0)
@@ -154,12 +164,7 @@ def test_one_step_lowers_the_loss_of_each_stage(sampler, stage):
         return batch_loss(model, batch, tc, stage, torch.Generator().manual_seed(2), reader)[0]
 
     prior = model.denoiser.prior.weight.clone()
-    before = loss_now()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss_now()
+    before, after = one_step(loss_now, opt)
     assert after < before, f"{stage}: loss {before.item():.4f} -> {after.item():.4f}"
     assert torch.equal(model.denoiser.prior.weight, prior), "the fitted frame prior is frozen, not trained"
 
@@ -440,12 +445,7 @@ def test_a_step_of_the_mouth_stage_lowers_its_loss_and_moves_the_branch_alone(sa
     model.requires_grad_(False)
     model.denoiser.mouth.requires_grad_(True)
     opt = torch.optim.Adam(model.denoiser.mouth.parameters(), lr=1e-3)
-    before = loss_now()
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss_now()
+    before, after = one_step(loss_now, opt)
     assert after < before, f"mouth stage: loss {before.item():.5f} -> {after.item():.5f}"
     moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before_weights[k])}
     assert moved and all(k.startswith("denoiser.mouth.") for k in moved), sorted(moved)
