@@ -451,6 +451,63 @@ def test_a_step_of_the_mouth_stage_lowers_its_loss_and_moves_the_branch_alone(sa
     assert moved and all(k.startswith("denoiser.mouth.") for k in moved), sorted(moved)
 
 
+@pytest.mark.parametrize("forcing", ["self_forcing", "sampler_forcing"])
+def test_a_no_grad_pass_before_the_loss_leaves_every_weight_its_gradient_under_bf16_autocast(sampler, forcing):
+    """Autocast caches the bf16 copies of the weights it casts for the whole region; copies cast in
+    the no-grad rollout carried no graph, and the loss pass reused them: until session 21 every
+    linear and conv weight got no gradient in a step with a rollout."""
+    torch.manual_seed(0)
+    model = STARCaster(SMALL)
+    with torch.no_grad():  # off the zero inits, so that every weight's gradient is nonzero
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(1))
+
+    def trained(share: float) -> set[str]:
+        model.zero_grad(set_to_none=True)
+        tc = replace(TrainConfig(self_forcing=0.0, clean_context=0.0), **{forcing: share})
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = batch_loss(model, batch, tc, "sync", torch.Generator().manual_seed(2))[0]
+        loss.backward()
+        return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+
+    plain, forced = trained(0.0), trained(1.0)
+    assert any(n.startswith("denoiser.blocks.") and n.endswith(".weight") for n in plain), sorted(plain)
+    assert plain <= forced, f"{forcing} left weights without a gradient: {sorted(plain - forced)[:6]}"
+
+
+def test_sampler_forcing_noises_the_chosen_targets_from_the_models_own_first_estimate(sampler):
+    """The chosen frames become the sampler's Euler step from t = 1 (x_t = t e + (1 - t) x0_hat,
+    with x0_hat the model's estimate from that same noise e); context and other clips' frames stay."""
+    from starcaster_core.camera import pose_features
+    from starcaster_core.conditioning import Conditioning
+    from starcaster_core.flow import add_noise
+    from starcaster_core.train.objective import sampler_forced
+
+    torch.manual_seed(0)
+    model = STARCaster(SMALL).eval()
+    batch = sampler.sample(2, 0.0, torch.Generator().manual_seed(1))
+    x0 = batch["frames"].permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
+    b, n = x0.shape[0], x0.shape[2]
+    on = torch.ones(b, dtype=torch.bool)
+    cond = Conditioning(identity=batch["identity"], audio=batch["audio"], camera=pose_features(batch["camera"]),
+                        motion=torch.ones(b, n), audio_strength=torch.ones(b), use_audio=on, use_identity=on,
+                        reference=batch["portrait"], reference_camera=pose_features(batch["portrait_camera"]))
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.tensor([0.02] * 4 + [0.5] * 4).repeat(b, 1)  # (B, T): a clean context chunk, a target chunk
+    x_t = add_noise(x0, noise, t)
+    own = (t > 0.1) & torch.tensor([True, False])[:, None]  # clip 0's targets only
+    forced = sampler_forced(model, x_t, noise, t, own, cond)
+    assert torch.equal(forced[1], x_t[1]) and torch.equal(forced[0, :, :4], x_t[0, :, :4]), "the rest is untouched"
+    with torch.no_grad():  # by hand: clip 0's targets from pure noise, its context as it was
+        first = model.denoiser(torch.cat([x_t[:1, :, :4], noise[:1, :, 4:]], dim=2),
+                               torch.tensor([[0.02] * 4 + [1.0] * 4]), cond.select(torch.tensor([0])), block=4)
+    expected = add_noise(first, noise[:1], t[:1])[:, :, 4:]
+    assert torch.allclose(forced[0, :, 4:], expected[0], atol=1e-5)
+    assert (forced[0, :, 4:] - x_t[0, :, 4:]).abs().mean() > 0.05, "an untrained estimate is far from the frames"
+
+
 def test_a_run_ends_with_the_mouth_stage_training_the_branch_the_stages_left_alone(world16, tmp_path):
     from starcaster_core.train.trainer import train
 

@@ -44,6 +44,7 @@ class TrainConfig:
     clean_context: float = 0.5  # share of clips whose early chunks are (almost) clean, as at inference
     self_forcing: float = 0.3  # share of clips whose context is the model's own rollout (stage 2+)
     rollout_steps: int = 2  # Euler steps per chunk of that rollout
+    sampler_forcing: float = 0.0  # share of clips noised from the model's own estimate from pure noise (objective.py)
     lip_weight: float = 0.5
     lip_reader: Literal["conv", "linear"] = "conv"  # the lip reader's kind (train/lip_reader.py)
     lip_max_t: float = 1.0  # the lip-reading loss scores estimates made at noise levels up to this only

@@ -3,6 +3,8 @@ self-forcing context and the lip-reading loss."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from einops import rearrange
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
@@ -38,13 +40,45 @@ def chunk_times(batch: int, n_chunks: int, chunk: int, clean_share: float, g: to
     return t.repeat_interleave(chunk, dim=1), (clean[:, None] & early).repeat_interleave(chunk, dim=1)
 
 
-@torch.no_grad()
+@contextmanager
+def pass_without_grad(device_type: str):
+    """torch.no_grad() for a pass of the model inside a training step's autocast region, with
+    autocast's weight cache off. Autocast keeps the low-precision copy of each weight it casts
+    until the region ends; a copy cast in a no-grad pass carries no graph, and the step's loss
+    pass reuses it, so no gradient reaches that weight. Found in session 21: with the no-grad
+    self-forcing rollout before the loss pass, every linear and conv weight of the denoiser got no
+    gradient in that step (bf16 autocast: most steps of stages 2 and 3 of every model before)."""
+    dtype = torch.get_autocast_dtype(device_type)
+    with torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=torch.is_autocast_enabled(device_type),
+                                         cache_enabled=False):
+        yield
+
+
 def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator) -> torch.Tensor:
     """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W), made by the
     AR sampler itself (`steps` Euler steps per chunk, the whole context kept in its KV cache, as
     at inference; recomputing it each step is the same video, slower)."""
-    return sample_video(model.denoiser, cond.frame_slice(0, n_frames), timesteps(steps), generator=g,
-                        chunk=model.config.chunk, context=None)
+    with pass_without_grad(cond.audio.device.type):
+        return sample_video(model.denoiser, cond.frame_slice(0, n_frames), timesteps(steps), generator=g,
+                            chunk=model.config.chunk, context=None)
+
+
+def sampler_forced(model: STARCaster, x_t: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, own: torch.Tensor,
+                   cond: Conditioning) -> torch.Tensor:
+    """x_t (B, C, T, H, W) with the frames `own` (B, T) re-noised from the model's own estimate made from
+    pure noise: x_t = t e + (1 - t) x0_hat, where x0_hat is the model's estimate for those frames at
+    t = 1 from the same noise e (the other frames as they are). That is the input the sampler's next
+    Euler step gets (from t = 1 to t), where the true frames stand in training: a model trained only
+    on those learns to trust the mouth it finds in x_t, and at inference finds its own faint one."""
+    clips = own.any(dim=1).nonzero()[:, 0]  # (n,) the clips with such frames: the model runs on these alone
+    mask = own[clips][:, None, :, None, None]  # (n, 1, T, 1, 1)
+    pure = torch.where(mask, noise[clips], x_t[clips])  # (n, C, T, H, W): own frames at t = 1
+    with pass_without_grad(x_t.device.type):
+        first = model.denoiser(pure, torch.where(own[clips], 1.0, t[clips]), cond.select(clips),
+                               block=model.config.chunk)
+    out = x_t.clone()
+    out[clips] = torch.where(mask, add_noise(first.to(x_t.dtype), noise[clips], t[clips]), x_t[clips])
+    return out
 
 
 def identity_condition(model: STARCaster, batch: dict, tc: TrainConfig, g: torch.Generator):
@@ -166,6 +200,12 @@ def batch_loss(
             x_t = torch.where(ctx[:, None, :, None, None], own_ctx, x_t)
             t = torch.where(ctx, level, t)
             weight = weight * (~ctx).float()  # the context is input here, not a target
+
+    # 3b. sampler forcing: a share of clips whose targets are noised from the model's own first estimate
+    if tc.sampler_forcing > 0:
+        own = (torch.rand(b, generator=g) < tc.sampler_forcing).to(dev)[:, None] & (weight > 0)  # (B, T)
+        if bool(own.any()):
+            x_t = sampler_forced(model, x_t, noise, t, own, cond)
 
     # 4. the model's clean estimate, scored on the velocity
     x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
