@@ -1,5 +1,5 @@
 """The training objective of one batch: flow matching with diffusion forcing, soft identity,
-self-forcing context and the lip-reading loss."""
+self-forcing context, optional sampler forcing and the lip-reading loss."""
 
 from __future__ import annotations
 
