@@ -146,6 +146,13 @@ def best_score(out: Path, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def log_losses(log_file, stage: str, losses: list[float], first_step: int, every: int) -> None:
+    """Rows of log.jsonl for a stage trained after the loop (the mouth stage, the head-pose prior):
+    every `every`-th step's loss, under the stage's name, numbered on from `first_step`."""
+    for i in range(0, len(losses), every):
+        log_file.write(json.dumps({"step": first_step + i, "stage": stage, stage: losses[i]}) + "\n")
+
+
 def train(tc: TrainConfig) -> Path:
     """Runs every stage from the last saved step; returns the final checkpoint's path."""
     rank, world, device = setup_distributed()
@@ -237,8 +244,7 @@ def train(tc: TrainConfig) -> Path:
     # the mouth stage and the head-pose prior: every rank alike (same seed and data), outside the DDP model
     mouth_losses = train_mouth_branch(model, sampler, tc, device)
     if rank == 0 and mouth_losses:
-        for i in range(0, len(mouth_losses), tc.log_every):
-            log_file.write(json.dumps({"step": end + i, "stage": "mouth", "mouth": mouth_losses[i]}) + "\n")
+        log_losses(log_file, "mouth", mouth_losses, end, tc.log_every)
         if validator is not None:
             row = {"step": end + len(mouth_losses) - 1, "stage": "mouth", **validator(model)}
             log_file.write(json.dumps(row) + "\n")
@@ -247,9 +253,7 @@ def train(tc: TrainConfig) -> Path:
     if model.pose_prior is not None and not pose_losses:
         model.drop_pose_prior()  # untrained: the checkpoint carries none
     if rank == 0 and pose_losses:
-        for i in range(0, len(pose_losses), tc.log_every):
-            row = {"step": end + len(mouth_losses) + i, "stage": "pose", "pose": pose_losses[i]}
-            log_file.write(json.dumps(row) + "\n")
+        log_losses(log_file, "pose", pose_losses, end + len(mouth_losses), tc.log_every)
         log_file.flush()
     if rank == 0:
         save_checkpoint(model, final, {"train_config": tc.to_json(), "steps": str(end)})
