@@ -3,7 +3,9 @@ loop resumes, and two torchrun processes end with identical weights."""
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -653,21 +655,46 @@ def test_validation_rows_score_held_out_clips_during_training(world16, tmp_path)
     assert (tmp_path / "loss.png").stat().st_size > 1000
 
 
-def test_validation_leaves_out_the_head_pose_prior_that_trains_after_the_stages():
-    """A model with an untrained (random) head-pose prior is scored as the same model without
-    one (the prior would turn the head at random), and keeps its prior afterwards."""
+def test_validation_turns_the_head_as_the_world_does_in_place_of_the_prior_that_trains_after_the_stages():
+    """A model with an untrained (random) head-pose prior is scored with the world's own head turns
+    for each clip's speech in its place, so another random prior scores the same, no prior (no
+    turns, as at inference) scores otherwise, and the model keeps its prior afterwards. The turns
+    are the very track the world renders for that speech from the same generator."""
     from core_helpers import tiny_model
 
-    from starcaster_core.train.validate import Validator
+    from starcaster_core.audio import audio_features
+    from starcaster_core.eval.inputs import VALIDATION_SEED, heldout_clips
+    from starcaster_core.synthetic.identity import sample_identity
+    from starcaster_core.synthetic.motion import head_motion
+    from starcaster_core.synthetic.sequences import talking_sequence
+    from starcaster_core.synthetic.speech import to_mono_16k
+    from starcaster_core.train.validate import Validator, WorldTurns
 
-    model = tiny_model()  # every weight random: the frames depend on the camera the prior would turn
+    model = tiny_model()  # every weight random: the frames depend on the camera the turns move
     assert model.pose_prior is not None
     prior = model.pose_prior
     validator = Validator(1, 0.4, torch.device("cpu"), model.config)
     with_prior = validator(model)
     assert model.pose_prior is prior, "the prior is put back"
-    model.pose_prior = None
+    other = copy.deepcopy(prior)
+    with torch.no_grad():
+        for w in other.parameters():
+            w.normal_()
+    model.pose_prior = other  # another untrained prior: the same turns stand in for it
     assert validator(model) == with_prior
+    model.pose_prior = None
+    assert validator(model) != with_prior, "no prior: no turns, as at inference"
+
+    clip = heldout_clips(1, 2.0, first_seed=VALIDATION_SEED)[0]
+    feats = audio_features(clip.wave, clip.sample_rate, 25.0, model.config).features  # (T, K, M)
+    turns = WorldTurns(clip, 25.0).sample(feats, torch.Generator().manual_seed(3))
+    world = talking_sequence(sample_identity(0), to_mono_16k(clip.wave, clip.sample_rate), 25.0, size=16)
+    assert turns.shape == (feats.shape[0], 3) == world["pose"].shape
+    assert torch.equal(turns, head_motion(world["mouth"], 25.0, torch.Generator().manual_seed(3)))
+    spread, world_spread = turns.std(dim=0), world["pose"].std(dim=0)  # (3,) degrees
+    assert spread.max() > 0.5 and ((spread / world_spread).log().abs() < math.log(3)).all(), (spread, world_spread)
+    with pytest.raises(AssertionError, match="feature frames"):
+        WorldTurns(clip, 25.0).sample(feats[:-1], torch.Generator())
 
 
 @pytest.mark.parametrize("context_noise", [0.0, 0.15])
