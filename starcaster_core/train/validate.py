@@ -73,6 +73,7 @@ class Validator:
             raise ValueError(f"--val-every grades world clips, which only pixel-space models make; preset "
                              f"'{config.name}' works in a VAE latent space: set --val-every 0")
         self.clips: list[Clip] = heldout_clips(clips, seconds, first_seed=VALIDATION_SEED)
+        self.turns = [WorldTurns(clip, config.fps) for clip in self.clips]  # each clip's mouth track, once
         self.meters: Meters = load_meters(device=device)
         self.device = device
 
@@ -83,9 +84,9 @@ class Validator:
         model.eval()
         results = []
         try:
-            for clip in self.clips:
+            for clip, turns in zip(self.clips, self.turns, strict=True):
                 if prior is not None:
-                    model.pose_prior = WorldTurns(clip, model.config.fps)
+                    model.pose_prior = turns
                 results.append(evaluate_clip(model, self.meters, clip, EvalSettings(), self.device))
         finally:
             model.pose_prior = prior
