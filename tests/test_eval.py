@@ -3,6 +3,7 @@ perfect, shuffled audio / wrong cameras / injected seams / noise score near chan
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -223,6 +224,31 @@ def test_frechet_gt_vs_gt_small_vs_noise_large(meters, talking):
     assert M.frechet_distance(meters.measure(noise).features, f_gt) > 10 * gt_gt
 
 
+def test_window_profile_tells_fading_frames_from_a_mouth_out_of_time(meters, talking):
+    """The drift ratio's two factors apart, window after window: frames fading to noise lose
+    fidelity and keep their sync; a mouth moving at the wrong moments keeps the frames and loses
+    the sync; a second render of the same clip keeps both."""
+    again = talking_sequence(sample_identity(10_001), (talking["audio"].numpy(), 16000), 25.0,
+                             talking["camera"][0], _gen(7))
+    frames, gt_mouth = talking["frames"], talking["mouth"]
+    n = frames.shape[0]
+    noise = (0.5 + 0.25 * torch.randn(frames.shape, generator=_gen(3))).clamp(0, 1)
+    fade = torch.linspace(0.0, 1.0, n).view(n, 1, 1, 1)
+    m_gt, m_again, m_noise = meters.measure(frames), meters.measure(again["frames"]), meters.measure(noise)
+    m_fade = meters.measure((1 - fade) * again["frames"] + fade * noise)
+
+    def profile(m, mouth):
+        return M.window_profile(m.features, m_gt.features, m_noise.features, mouth, gt_mouth, 25)
+
+    same = profile(m_again, m_again.mouth)
+    assert [a for a, _, _ in same] == [0, 25, 50]  # 3 s at 25 fps: three whole windows of 1 s
+    assert all(f > 0.9 and r > 0.8 for _, f, r in same), same
+    fading = [f for _, f, _ in profile(m_fade, m_again.mouth)]
+    assert fading[0] > 0.8 and fading[0] > fading[1] > fading[2], fading
+    out_of_time = profile(m_again, torch.roll(m_again.mouth, 12))  # the mouth half a second late
+    assert all(f > 0.9 for _, f, _ in out_of_time) and max(r for _, _, r in out_of_time) < 0.5, out_of_time
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -239,7 +265,9 @@ def test_cli_end_to_end_on_unseen_audio(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     for name in METRIC_NAMES:
         assert name in out.stdout, f"{name} missing from the table:\n{out.stdout}"
-    assert (tmp_path / "scores.json").is_file()
+    assert "windows (start: fidelity x sync): 0s " in out.stdout, out.stdout
+    clip = json.loads((tmp_path / "scores.json").read_text())["clips"][0]
+    assert [w["start_s"] for w in clip["info"]["windows"]] == [0.0, 0.2, 0.4]  # 15 frames: windows of a third
     strip = cv2.imread(str(tmp_path / "strip.png"))  # 15 frames: every 4th is 4 frames, 3x upscaled
     assert strip is not None and strip.shape == (2 * 64 * 3, 4 * 64 * 3, 3), None if strip is None else strip.shape
     gt_row, model_row = strip[: 64 * 3].astype(float), strip[64 * 3 :].astype(float)

@@ -245,6 +245,7 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
         _drift(m_gen.features, m_gt.features, m_noise.features, m_gen.mouth, gt_mouth, window),
         _drift(m_gt2.features, m_gt.features, m_noise.features, m_gt2.mouth, gt_mouth, window),
         _drift(m_fade.features, m_gt.features, m_noise.features, m_fade.mouth, gt_mouth, window))
+    profile = M.window_profile(m_gen.features, m_gt.features, m_noise.features, m_gen.mouth, gt_mouth, window)
 
     # head pose = the main video's view relative to the still-head video's view of the same frame
     # (not to the requested camera: a frozen video would otherwise "move its head" with the camera)
@@ -258,7 +259,9 @@ def evaluate_clip(model: STARCaster, meters: Meters, clip: Clip, settings: EvalS
     info = {"frames": n, "seconds": round(n / fps, 2), "fps": fps, "identity": clip.identity.label,
             "gt_identity": "clip's world identity" if clip.identity.world else "random world identity",
             "trajectory": clip.trajectory_label, "generate_s": round(t_gen, 1), "render_gt_s": round(t_gt, 1),
-            "total_s": round(time.time() - t0, 1)}
+            "total_s": round(time.time() - t0, 1),
+            "windows": [{"start_s": round(a / fps, 2), "fidelity": round(f, 3), "sync": round(r, 3)}
+                        for a, f, r in profile]}  # the drift ratio's two factors, window by window
     log.info("%s: %s", clip.name, info)
     shown = gen[::STRIP_EVERY][:STRIP_FRAMES]  # (K, 3, h, w): the model's frames, at the ground truth's size
     shown = torch.nn.functional.interpolate(shown, size=gt_frames.shape[-2:], mode="bilinear", antialias=True)

@@ -186,9 +186,9 @@ def continuity_ratio(frames: torch.Tensor, chunk: int, eps: float = 1e-6) -> flo
     return float(d[seam].mean() / d[~seam].mean())
 
 
-def window_quality(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: float,
-                   measured_mouth: torch.Tensor, gt_mouth: torch.Tensor) -> float:
-    """Quality in (0, 1] of one window of frames: fidelity x sync.
+def window_factors(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: float,
+                   measured_mouth: torch.Tensor, gt_mouth: torch.Tensor) -> tuple[float, float]:
+    """(fidelity, sync) of one window of frames, each in (0, 1].
 
     fidelity = exp(-FD(gen, ref) / fd_scale): the Frechet distance of the window's features to
         the ground truth's features over the same window, in units of ``fd_scale`` (a reference
@@ -198,7 +198,31 @@ def window_quality(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: f
     """
     fidelity = math.exp(-frechet_distance(gen_feats, ref_feats) / max(fd_scale, 1e-9))
     sync = 1.0 if float(gt_mouth.std()) < SILENT_STD else max(lipsync_r(measured_mouth, gt_mouth), 0.01)
+    return fidelity, sync
+
+
+def window_quality(gen_feats: torch.Tensor, ref_feats: torch.Tensor, fd_scale: float,
+                   measured_mouth: torch.Tensor, gt_mouth: torch.Tensor) -> float:
+    """Quality in (0, 1] of one window of frames: fidelity x sync (``window_factors``)."""
+    fidelity, sync = window_factors(gen_feats, ref_feats, fd_scale, measured_mouth, gt_mouth)
     return fidelity * sync
+
+
+def window_profile(gen_feats: torch.Tensor, ref_feats: torch.Tensor, noise_feats: torch.Tensor,
+                   measured_mouth: torch.Tensor, gt_mouth: torch.Tensor, window: int) -> list[tuple[int, float, float]]:
+    """(first frame, fidelity, sync) of each whole window of ``window`` frames (sized as
+    ``drift_windows`` sizes them) from the clip's start: the two factors of the quality apart,
+    over the whole clip, where the drift ratio compares only the first and the last window's
+    product. Each window's fidelity is in units of the noise frames' distance there, as the
+    drift ratio's is."""
+    n = ref_feats.shape[0]
+    w = drift_windows(n, window)[0].stop
+    rows = []
+    for a in range(0, n - w + 1, w):
+        s = slice(a, a + w)
+        scale = frechet_distance(noise_feats[s], ref_feats[s])
+        rows.append((a, *window_factors(gen_feats[s], ref_feats[s], scale, measured_mouth[s], gt_mouth[s])))
+    return rows
 
 
 def drift_ratio(early_quality: float, late_quality: float) -> float:

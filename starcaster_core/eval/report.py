@@ -43,6 +43,8 @@ NOTES = (
     "  the baseline is the box's share of the frame (a change spread over all of it).",
     "identity/fidelity/drift compare with a world identity: with a portrait or saved identity the GT",
     "  uses a random world identity, so read those rows as relative numbers only.",
+    "windows (each clip): the model's fidelity (exp(-FD / FD of noise frames)) and lip sync r in the drift",
+    "  ratio's windows, one after another from the start; the ratio is its last window's product / its first's.",
 )
 
 
@@ -97,6 +99,9 @@ def format_clips(results: list[ClipResult]) -> str:
         vals = " ".join(f"{k}={_fmt(s.model)}" for k, s in r.scores.items())
         where = f"{r.info.get('identity')}, {r.info.get('trajectory')}, {r.info.get('seconds')} s"
         lines.append(f"{r.name} [{where}]: {vals}")
+        if r.info.get("windows"):
+            steps = " ".join(f"{w['start_s']:g}s {w['fidelity']:.2f}x{w['sync']:.2f}" for w in r.info["windows"])
+            lines.append(f"  windows (start: fidelity x sync): {steps}")
     return "\n".join(lines)
 
 
