@@ -44,7 +44,9 @@ NOTES = (
     "identity/fidelity/drift compare with a world identity: with a portrait or saved identity the GT",
     "  uses a random world identity, so read those rows as relative numbers only.",
     "windows (each clip): the model's fidelity (exp(-FD / FD of noise frames)) and lip sync r in the drift",
-    "  ratio's windows, one after another from the start; the ratio is its last window's product / its first's.",
+    "  ratio's windows, one after another from the start; the ratio is the product in the clip's last window",
+    "  (its last frames, which end the last whole window shown only when the clip is a whole number of them)",
+    "  over the product in its first.",
 )
 
 
