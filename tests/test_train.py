@@ -571,23 +571,57 @@ def test_torchrun_two_processes_end_with_identical_weights(world16, tmp_path):
 
 
 @torch.no_grad()
-def test_self_forcing_rollout_is_the_autoregressive_sampler():
+@pytest.mark.parametrize("window", [None, 2])
+def test_self_forcing_rollout_is_the_autoregressive_sampler(window):
     """The context self-forcing trains on is what the AR sampler generates: same noise, same
     steps, chunk after chunk on the model's own earlier chunks (the rollout caches them, this
-    reference recomputes them)."""
+    reference recomputes them), over the whole past or a window of it, as at inference."""
     from core_helpers import TINY, tiny_cond, tiny_model
 
     from starcaster_core.flow import timesteps
     from starcaster_core.sampler import sample_video
     from starcaster_core.train.objective import rollout
 
-    model, cond = tiny_model(), tiny_cond(6, batch=2)
-    own = rollout(model, cond, 6, 3, torch.Generator().manual_seed(5))
+    model, cond = tiny_model(), tiny_cond(8, batch=2)
+    own = rollout(model, cond, 8, 3, torch.Generator().manual_seed(5), window)
     ar = sample_video(model.denoiser, cond, timesteps(3), generator=torch.Generator().manual_seed(5),
-                      chunk=TINY.chunk, context=None, use_cache=False)
-    assert own.shape == (2, TINY.channels, 6, TINY.height, TINY.width)
+                      chunk=TINY.chunk, context=window, use_cache=False)
+    assert own.shape == (2, TINY.channels, 8, TINY.height, TINY.width)
     torch.testing.assert_close(own, ar, atol=1e-5, rtol=0)
     assert own.std() > 0.05  # a real video, not a constant
+    if window is not None:  # the window matters: the whole past makes another video
+        whole = rollout(model, cond, 8, 3, torch.Generator().manual_seed(5))
+        assert (whole[:, :, -TINY.chunk:] - own[:, :, -TINY.chunk:]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("train_window", [0, 1])
+def test_train_window_keeps_the_last_chunk_from_frames_the_sampler_would_have_let_go(world, train_window):
+    """With `train_window` every training pass attends back `context_frames` frames, as the
+    sampler's KV window does: 2 layers x 4 frames back from the last chunk (frames 12-15) reach
+    frame 4, so frames 0-3 change its estimate only when the pass sees the whole clip."""
+    cfg = replace(SMALL, context_frames=4)
+    clips = ClipSampler(load_sequences(world / "talking", cfg), None, cfg, 16)
+    torch.manual_seed(0)
+    model = STARCaster(cfg).eval()
+    for w in model.parameters():  # the output layers start at zero: an untrained model draws nothing
+        w.add_(0.05 * torch.randn_like(w))
+    tc = TrainConfig(self_forcing=0.0, clean_context=0.0, train_window=train_window)
+    batch = clips.sample(2, 0.0, torch.Generator().manual_seed(1))
+    changed = dict(batch, frames=batch["frames"].clone())
+    changed["frames"][:, :4] = -changed["frames"][:, :4]  # frames 0-3 (B, T, C, H, W) turned negative
+    estimates = []
+    hook = model.denoiser.register_forward_hook(lambda mod, args, out: estimates.append(out))
+    for b in (batch, changed):
+        batch_loss(model, b, tc, "sync", torch.Generator().manual_seed(2))
+    hook.remove()
+    first, second = estimates  # each (B, C, T, H, W)
+    assert (first[:, :, :4] - second[:, :, :4]).abs().max() > 1e-3  # the changed frames' own estimates
+    last = (first[:, :, 12:] - second[:, :, 12:]).abs().max().item()
+    if train_window:
+        assert last < 1e-5, f"the last chunk read frames outside its window ({last})"
+    else:
+        assert last > 1e-3, f"the last chunk did not read the whole clip ({last})"
 
 
 @torch.no_grad()

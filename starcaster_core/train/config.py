@@ -26,6 +26,7 @@ class TrainConfig:
     lip_reader_steps: int = 600  # the lip reader is trained (then frozen) before stage 2
     batch: int = 6
     clip_frames: int = 16  # longer than the default inference context + chunk (8 + 4)
+    train_window: int = 0  # 1: training passes and rollouts attend back context_frames, as the sampler (0: all)
     lr: float = 1e-3
     warmup: int = 100
     min_lr_ratio: float = 0.1

@@ -54,17 +54,18 @@ def pass_without_grad(device_type: str):
         yield
 
 
-def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator) -> torch.Tensor:
+def rollout(model: STARCaster, cond: Conditioning, n_frames: int, steps: int, g: torch.Generator,
+            window: int | None = None) -> torch.Tensor:
     """The model's own video of the first `n_frames` frames (B, C, n_frames, H, W), made by the
-    AR sampler itself (`steps` Euler steps per chunk, the whole context kept in its KV cache, as
-    at inference; recomputing it each step is the same video, slower)."""
+    AR sampler itself (`steps` Euler steps per chunk, the context of `window` frames (None: all)
+    kept in its KV cache, as at inference; recomputing it each step is the same video, slower)."""
     with pass_without_grad(cond.audio.device.type):
         return sample_video(model.denoiser, cond.frame_slice(0, n_frames), timesteps(steps), generator=g,
-                            chunk=model.config.chunk, context=None)
+                            chunk=model.config.chunk, context=window)
 
 
 def sampler_forced(model: STARCaster, x_t: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, own: torch.Tensor,
-                   cond: Conditioning) -> torch.Tensor:
+                   cond: Conditioning, window: int | None = None) -> torch.Tensor:
     """x_t (B, C, T, H, W) with the frames `own` (B, T) re-noised from the model's own estimate made from
     pure noise: x_t = t e + (1 - t) x0_hat, where x0_hat is the model's estimate for those frames at
     t = 1 from the same noise e (the other frames as they are). That is the input the sampler's next
@@ -75,7 +76,7 @@ def sampler_forced(model: STARCaster, x_t: torch.Tensor, noise: torch.Tensor, t:
     pure = torch.where(mask, noise[clips], x_t[clips])  # (n, C, T, H, W): own frames at t = 1
     with pass_without_grad(x_t.device.type):
         first = model.denoiser(pure, torch.where(own[clips], 1.0, t[clips]), cond.select(clips),
-                               block=model.config.chunk)
+                               block=model.config.chunk, window=window)
     out = x_t.clone()
     out[clips] = torch.where(mask, add_noise(first.to(x_t.dtype), noise[clips], t[clips]), x_t[clips])
     return out
@@ -162,6 +163,7 @@ def batch_loss(
     assert n_frames % cfg.chunk == 0, f"clip length {n_frames} must be a multiple of the chunk {cfg.chunk}"
     dev = frames.device
     x0 = rearrange(frames, "b t c h w -> b c t h w")
+    window = cfg.context_frames if tc.train_window else None  # frames each chunk attends back to
 
     # 1. conditioning, with the soft identity and dropout for classifier-free guidance
     identity, enc_loss = identity_condition(model, batch, tc, g)
@@ -188,7 +190,7 @@ def batch_loss(
         first = torch.randint(1, max(2, n_frames // cfg.chunk), (b,), generator=g) * cfg.chunk
         if bool(own.any()):
             idx = own.nonzero()[:, 0]
-            generated = rollout(model, cond.select(idx.to(dev)), int(first[idx].max()), tc.rollout_steps, g)
+            generated = rollout(model, cond.select(idx.to(dev)), int(first[idx].max()), tc.rollout_steps, g, window)
             ctx = own[:, None] & (torch.arange(n_frames)[None, :] < first[:, None])  # (B, T) context frames
             ctx = ctx.to(dev)
             own_ctx = torch.zeros_like(x_t)
@@ -205,10 +207,10 @@ def batch_loss(
     if tc.sampler_forcing > 0:
         own = (torch.rand(b, generator=g) < tc.sampler_forcing).to(dev)[:, None] & (weight > 0)  # (B, T)
         if bool(own.any()):
-            x_t = sampler_forced(model, x_t, noise, t, own, cond)
+            x_t = sampler_forced(model, x_t, noise, t, own, cond, window)
 
     # 4. the model's clean estimate, scored on the velocity
-    x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk)
+    x0_pred = model.denoiser(x_t, t, cond, block=cfg.chunk, window=window)
     pixels = None
     if tc.mouth_weight > 0 and stage != "motion":  # the mouth is a few % of a frame's pixels: weigh it up
         pixels = mouth_weight_map(mouth_boxes(batch, tc), (b, n_frames, *frames.shape[-2:]), tc.mouth_weight).to(dev)
